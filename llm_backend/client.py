@@ -182,6 +182,13 @@ class OpenAIChatClient:
                 available = []
             if model not in available:
                 return ModelNotFoundError(model, available, url)
+        if isinstance(exc, openai.NotFoundError):
+            path = exc.request.url.path if getattr(exc, "request", None) is not None else "this endpoint"
+            return BackendError(
+                f"the server at {url} does not offer {path} (404). Embeddings and rerank need a server that serves an "
+                "embedding or reranker model (e.g. `vllm serve BAAI/bge-m3` on a GPU); chat models do not provide them.",
+                status_code=404,
+            )
         if isinstance(exc, openai.AuthenticationError):
             return BackendError(
                 f"the server at {url} rejected the API key (401). Export the right key as RAGENT_API_KEY.", status_code=401
@@ -255,7 +262,7 @@ class OpenAIChatClient:
         """One chat completion. ``tool_choice`` is ``"auto"``, ``"required"``, ``"none"`` or a tool's name;
         ``json_schema`` asks for output matching that schema; other ``params`` (temperature, max_tokens, seed,
         vLLM extras such as top_k) pass through."""
-        payload = build_chat_payload(messages, model=self.model, tools=tools, tool_choice=tool_choice, json_schema=json_schema, stop=stop, **params)
+        payload = build_chat_payload(messages, model=params.pop("model", None) or self.model, tools=tools, tool_choice=tool_choice, json_schema=json_schema, stop=stop, **params)
         kwargs, extra = split_known(payload, CHAT_FIELDS)
         client, url = self._sync_client()
         with self._slot():
@@ -276,7 +283,7 @@ class OpenAIChatClient:
         **params: Any,
     ) -> ChatResult:
         """Async twin of :meth:`chat`; at most ``settings.concurrency`` requests are in flight at once."""
-        payload = build_chat_payload(messages, model=await self._amodel(), tools=tools, tool_choice=tool_choice, json_schema=json_schema, stop=stop, **params)
+        payload = build_chat_payload(messages, model=params.pop("model", None) or await self._amodel(), tools=tools, tool_choice=tool_choice, json_schema=json_schema, stop=stop, **params)
         kwargs, extra = split_known(payload, CHAT_FIELDS)
         client, url = self._async_client()
         async with self._aslot():
@@ -299,7 +306,7 @@ class OpenAIChatClient:
         """Stream a chat completion: text deltas as they arrive, then one final chunk with ``finish_reason``,
         ``usage`` and any assembled ``tool_calls``. Raises :class:`StreamInterruptedError` (with ``partial``) when
         the connection drops before the server finished."""
-        payload = build_chat_payload(messages, model=self.model, tools=tools, tool_choice=tool_choice, json_schema=json_schema, stop=stop, stream=True, **params)
+        payload = build_chat_payload(messages, model=params.pop("model", None) or self.model, tools=tools, tool_choice=tool_choice, json_schema=json_schema, stop=stop, stream=True, **params)
         kwargs, extra = split_known(payload, CHAT_FIELDS)
         client, url = self._sync_client()
         assembler = ChatStreamAssembler()
@@ -331,7 +338,7 @@ class OpenAIChatClient:
         **params: Any,
     ) -> AsyncIterator[ChatChunk]:
         """Async twin of :meth:`stream`."""
-        payload = build_chat_payload(messages, model=await self._amodel(), tools=tools, tool_choice=tool_choice, json_schema=json_schema, stop=stop, stream=True, **params)
+        payload = build_chat_payload(messages, model=params.pop("model", None) or await self._amodel(), tools=tools, tool_choice=tool_choice, json_schema=json_schema, stop=stop, stream=True, **params)
         kwargs, extra = split_known(payload, CHAT_FIELDS)
         client, url = self._async_client()
         assembler = ChatStreamAssembler()
@@ -358,7 +365,7 @@ class OpenAIChatClient:
     ) -> CompletionResult:
         """A ``/v1/completions`` request. ``completion(ctx + cont, echo=True, logprobs=1, max_tokens=0)`` gives the
         prompt's token log-probabilities for multiple-choice scoring."""
-        payload = build_completion_payload(prompt, model=self.model, max_tokens=max_tokens, echo=echo, logprobs=logprobs, stop=stop, **params)
+        payload = build_completion_payload(prompt, model=params.pop("model", None) or self.model, max_tokens=max_tokens, echo=echo, logprobs=logprobs, stop=stop, **params)
         kwargs, extra = split_known(payload, COMPLETION_FIELDS)
         client, url = self._sync_client()
         with self._slot():
@@ -372,7 +379,7 @@ class OpenAIChatClient:
         self, prompt: str, *, max_tokens: int = 16, echo: bool = False, logprobs: int | None = None, stop: Sequence[str] | None = None, **params: Any
     ) -> CompletionResult:
         """Async twin of :meth:`completion`."""
-        payload = build_completion_payload(prompt, model=await self._amodel(), max_tokens=max_tokens, echo=echo, logprobs=logprobs, stop=stop, **params)
+        payload = build_completion_payload(prompt, model=params.pop("model", None) or await self._amodel(), max_tokens=max_tokens, echo=echo, logprobs=logprobs, stop=stop, **params)
         kwargs, extra = split_known(payload, COMPLETION_FIELDS)
         client, url = self._async_client()
         async with self._aslot():
