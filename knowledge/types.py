@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -41,3 +42,10 @@ class Retriever(Protocol):
     """Anything that finds chunks for a query: dense, BM25, hybrid, a reranked pipeline."""
 
     def retrieve(self, query: str, k: int) -> list[Hit]: ...
+
+
+@runtime_checkable
+class FilterableRetriever(Protocol):
+    """A retriever that also takes metadata filters (Chroma ``where`` syntax, see ``core.rag.filters``)."""
+
+    def retrieve(self, query: str, k: int, *, filters: Mapping[str, Any] | None = None) -> list[Hit]: ...

@@ -1,0 +1,300 @@
+"""The answer: retrieve -> rerank -> keep what is relevant -> prompt within a token budget -> stream -> cite.
+
+One readable function, :func:`answer`. Prompt processing is the slow part on a CPU (a 1,500-token prompt costs
+seconds before the first token), so the context is packed into a small budget (``context_tokens``, default 1,000,
+counted with the chat model's tokenizer). When no retrieved passage is relevant the answer says so without calling
+the model, so it cannot invent one. Follow-up questions are first rewritten into stand-alone queries
+(:func:`rewrite_query`) from the conversation.
+
+Example::
+
+    retriever = open_retriever("book")
+    result = answer("什么是注意力机制？", retriever=retriever, client=OpenAIChatClient(),
+                    on_delta=lambda d: print(d, end="", flush=True))
+    for c in result.citations:
+        print(c.number, c.source, c.section)
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, cast
+
+from core.rag.filters import Filters
+from core.rag.lang import detect_language
+from core.rag.prompts import load_template
+from core.rag.rerankers import Reranker
+from knowledge.lexical import tokenize
+from knowledge.splitter import context_text
+from knowledge.tokenizer import TokenCounter, default_tokenizer
+from knowledge.types import Chunk, FilterableRetriever, Hit, Retriever
+from llm_backend.client import ChatClient
+from llm_backend.types import Message, Usage
+
+log = logging.getLogger(__name__)
+
+DENSE_RELEVANCE: dict[str, float] = {"e5": 0.83, "minilm": 0.40, "hash": 0.6}
+"""Cosine similarity above which a dense hit counts as relevant even without shared words (per embedder)."""
+MIN_TERM_COVERAGE = 0.5
+"""Share of the query's words (stop words excluded) a passage must contain to count as relevant."""
+
+REFUSALS = ("没有找到答案", "没有找到相关", "do not contain the answer", "does not contain the answer")
+"""Phrases of the templates' "not in the passages" reply: such an answer gets no inferred citations."""
+
+_CITE = re.compile(r"[\[【]\s*(\d+(?:\s*[,，、]\s*\d+)*)\s*[\]】]")
+
+
+@dataclass(frozen=True)
+class Citation:
+    """A numbered passage given to the model; ``[number]`` in the answer text refers to it."""
+
+    number: int
+    chunk_id: str
+    source: str
+    title: str = ""
+    section: str = ""
+    page: int | None = None
+    text: str = ""
+    inferred: bool = False
+
+    @property
+    def label(self) -> str:
+        """Short human label: file name (or title), section, page."""
+        name = self.source.rsplit("/", 1)[-1] if self.source else self.title
+        parts = [name]
+        if self.section:
+            parts.append(self.section)
+        if self.page is not None:
+            parts.append(f"p. {self.page}")
+        return " · ".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A finished answer. ``citations`` are the passages the text cites (in order of first citation);
+    ``sources`` every passage that was in the prompt; ``found`` is False when nothing relevant was retrieved."""
+
+    text: str
+    citations: tuple[Citation, ...] = ()
+    usage: Usage = field(default_factory=Usage)
+    question: str = ""
+    query: str = ""
+    sources: tuple[Citation, ...] = ()
+    found: bool = True
+    language: str = "en"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["usage"] = {"prompt_tokens": self.usage.prompt_tokens, "completion_tokens": self.usage.completion_tokens}
+        return data
+
+
+# -- relevance ---------------------------------------------------------------------------------------------------
+def term_coverage(query: str, text: str) -> float:
+    """Share of the query's index terms that occur in ``text`` (1.0 for a query without terms)."""
+    q = set(tokenize(query))
+    if not q:
+        return 1.0
+    return len(q & set(tokenize(text))) / len(q)
+
+
+def is_relevant(query: str, hit: Hit, *, min_coverage: float = MIN_TERM_COVERAGE) -> bool:
+    """A hit is relevant when it shares enough of the query's words, or its dense similarity is high for its
+    embedder. Rank-fusion scores say nothing absolute, so they are not used here."""
+    dense = hit.meta.get("dense_score")
+    threshold = DENSE_RELEVANCE.get(str(hit.meta.get("dense_model", "")))
+    if dense is not None and threshold is not None and float(dense) >= threshold:
+        return True
+    return term_coverage(query, context_text(Chunk(hit.chunk_id, hit.text, hit.meta))) >= min_coverage
+
+
+# -- prompt --------------------------------------------------------------------------------------------------------
+def _clean(text: str) -> str:
+    return re.sub(r"\n{3,}", "\n\n", text.strip())
+
+
+def _truncate(text: str, budget: int, tokenizer: TokenCounter) -> str:
+    offsets = tokenizer.offsets(text)
+    if len(offsets) <= budget:
+        return text
+    return text[: offsets[budget][0]].rstrip() + " …"
+
+
+def pack_context(hits: Sequence[Hit], budget: int, tokenizer: TokenCounter) -> list[tuple[Hit, str]]:
+    """Hits (best first) with their prompt text, as many as fit in ``budget`` tokens. The first one is cut to the
+    budget if it alone is too long; later ones that do not fit are skipped."""
+    out: list[tuple[Hit, str]] = []
+    used = 0
+    for hit in hits:
+        text = _clean(hit.text)
+        n = tokenizer.count(text) + 12  # the "[n] (label)" line
+        if used + n > budget:
+            if not out:
+                text = _truncate(text, max(budget - 12, 16), tokenizer)
+                out.append((hit, text))
+                break
+            continue
+        out.append((hit, text))
+        used += n
+    return out
+
+
+def _citation(number: int, hit: Hit, text: str) -> Citation:
+    meta = hit.meta
+    page = meta.get("page")
+    return Citation(
+        number=number,
+        chunk_id=hit.chunk_id,
+        source=str(meta.get("source", "")),
+        title=str(meta.get("title", "")),
+        section=str(meta.get("section", "")),
+        page=int(page) if isinstance(page, int | float) else None,
+        text=text,
+    )
+
+
+def build_messages(question: str, sources: Sequence[Citation], language: str, *, template: str = "answer") -> list[Message]:
+    """The chat messages for a cited answer (pure function: test it by comparing dicts)."""
+    tpl = load_template(template)
+    passages = [{"number": c.number, "label": c.label, "text": c.text} for c in sources]
+    return [
+        {"role": "system", "content": tpl.render(language, "system")},
+        {"role": "user", "content": tpl.render(language, "user", question=question, passages=passages)},
+    ]
+
+
+def parse_citations(text: str, sources: Sequence[Citation]) -> tuple[Citation, ...]:
+    """The sources cited as ``[n]`` (also ``[1, 2]``, ``【1】``) in ``text``, in order of first citation; numbers
+    that match no source are ignored."""
+    by_number = {c.number: c for c in sources}
+    seen: list[int] = []
+    for m in _CITE.finditer(text):
+        for part in re.split(r"[,，、]", m.group(1)):
+            n = int(part.strip())
+            if n in by_number and n not in seen:
+                seen.append(n)
+    return tuple(by_number[n] for n in seen)
+
+
+def attribute(text: str, sources: Sequence[Citation], *, min_coverage: float = 0.3) -> tuple[str, tuple[Citation, ...]]:
+    """Post-hoc citations for an answer in which the model wrote none (small models often forget): each sentence
+    gets the number of the passage that contains most of its words, if that passage covers at least
+    ``min_coverage`` of them. Citations found this way have ``inferred=True``."""
+    sentences = re.findall(r"[^。！？!?\n]+[。！？!?]?|\n+", text)
+    out: list[str] = []
+    cited: list[Citation] = []
+    passage_terms = [set(tokenize(c.text + " " + c.section)) for c in sources]
+    for sentence in sentences:
+        terms = set(tokenize(sentence))
+        best, best_cov = None, 0.0
+        if terms:
+            for c, pterms in zip(sources, passage_terms, strict=True):
+                cov = len(terms & pterms) / len(terms)
+                if cov > best_cov:
+                    best, best_cov = c, cov
+        if best is not None and best_cov >= min_coverage:
+            body = sentence.rstrip()
+            end = body[-1] if body and body[-1] in "。！？!?" else ""
+            core_text = body[:-1] if end else body
+            out.append(f"{core_text} [{best.number}]{end}" + sentence[len(body):])
+            if all(c.number != best.number for c in cited):
+                cited.append(best)
+        else:
+            out.append(sentence)
+    return "".join(out), tuple(replace(c, inferred=True) for c in cited)
+
+
+# -- follow-up questions --------------------------------------------------------------------------------------------
+def rewrite_query(question: str, history: Sequence[Message], client: ChatClient, *, max_turns: int = 3, language: str | None = None) -> str:
+    """A stand-alone version of ``question`` given the conversation ``history`` (the question itself when there
+    is no history or the model's rewrite is unusable)."""
+    turns = [m for m in history if m.get("role") in ("user", "assistant") and m.get("content")]
+    if not turns:
+        return question
+    turns = turns[-2 * max_turns :]
+    lang = language or detect_language(question + " " + " ".join(str(m["content"]) for m in turns))
+    tpl = load_template("rewrite")
+    short = [{"role": m["role"], "content": " ".join(str(m["content"]).split())[:300]} for m in turns]
+    messages: list[Message] = [
+        {"role": "system", "content": tpl.render(lang, "system")},
+        {"role": "user", "content": tpl.render(lang, "user", history=short, question=question)},
+    ]
+    result = client.chat(messages, temperature=0.0, max_tokens=80)
+    text = result.text.strip().splitlines()[0].strip() if result.text.strip() else ""
+    text = re.sub(r"^(改写后的问题|问题|Rewritten question|Question)\s*[:：]\s*", "", text, flags=re.IGNORECASE).strip().strip("\"'“”")
+    if not text or len(text) > 3 * len(question) + 200:
+        log.info("query rewrite unusable (%r); using the question as it is", result.text[:200])
+        return question
+    return text
+
+
+# -- the answer ------------------------------------------------------------------------------------------------------
+def answer(
+    question: str,
+    *,
+    retriever: Retriever,
+    client: ChatClient,
+    history: Sequence[Message] = (),
+    reranker: Reranker | None = None,
+    k: int = 4,
+    candidates: int = 12,
+    context_tokens: int = 1000,
+    tokenizer: TokenCounter | None = None,
+    filters: Filters | None = None,
+    language: str | None = None,
+    on_delta: Callable[[str], None] | None = None,
+    max_tokens: int = 384,
+    temperature: float = 0.0,
+    template: str = "answer",
+    min_coverage: float = MIN_TERM_COVERAGE,
+) -> Answer:
+    """Answer ``question`` from ``retriever`` with numbered citations, streaming text to ``on_delta``."""
+    query = rewrite_query(question, history, client) if history else question
+    lang = language or detect_language(question)
+
+    # 1. retrieve (more candidates when a reranker will choose among them)
+    n = max(k, candidates) if reranker is not None else k
+    hits = cast(FilterableRetriever, retriever).retrieve(query, n, filters=filters) if filters else retriever.retrieve(query, n)
+    # 2. rerank
+    if reranker is not None and hits:
+        hits = reranker.rerank(query, hits, k)
+    # 3. keep what is relevant; say so when nothing is
+    relevant = [h for h in hits[:k] if is_relevant(query, h, min_coverage=min_coverage)]
+    if not relevant:
+        text = load_template(template).render(lang, "no_answer", question=question)
+        if on_delta is not None:
+            on_delta(text)
+        return Answer(text=text, question=question, query=query, found=False, language=lang)
+    # 4. prompt within the token budget
+    tok = tokenizer or default_tokenizer()
+    packed = pack_context(relevant, context_tokens, tok)
+    sources = tuple(_citation(i + 1, hit, text) for i, (hit, text) in enumerate(packed))
+    messages = build_messages(query, sources, lang, template=template)
+    # 5. stream
+    parts: list[str] = []
+    usage = Usage()
+    for chunk in client.stream(messages, temperature=temperature, max_tokens=max_tokens):
+        if chunk.delta:
+            parts.append(chunk.delta)
+            if on_delta is not None:
+                on_delta(chunk.delta)
+        if chunk.usage is not None:
+            usage = chunk.usage
+    text = "".join(parts).strip()
+    # 6. cite: the model's own [n] markers; if it wrote none, attribute sentences to passages afterwards
+    citations = parse_citations(text, sources)
+    if not citations and text and not any(p in text for p in REFUSALS):
+        text, citations = attribute(text, sources)
+    return Answer(
+        text=text,
+        citations=citations,
+        usage=usage,
+        question=question,
+        query=query,
+        sources=sources,
+        found=True,
+        language=lang,
+    )
