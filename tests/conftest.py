@@ -12,8 +12,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-from llm_backend.client import OpenAIChatClient  # noqa: E402
-from llm_backend.settings import Settings, default_home  # noqa: E402
+from llm_backend.client import OpenAIChatClient
+from llm_backend.settings import Settings, default_home
 
 # The user's data home (cached models), captured before unit tests point RAGENT_HOME at temporary folders.
 REAL_HOME = default_home()
