@@ -58,7 +58,7 @@ class ModelSpec:
     multiple_of: int = 64
     norm_eps: float = 1e-5
     rope_theta: float = 10000.0
-    context_len: int = 2048
+    context_len: int = 4096
     tie_embeddings: bool = True
 
     def __post_init__(self) -> None:
