@@ -87,6 +87,12 @@ class MiniLMEmbedder:
                 raise MissingDependencyError("sentence_transformers", "The MiniLM embedder", "sentence-transformers") from exc
             from knowledge.tokenizer import minilm_model_dir
 
+            try:  # no "Loading weights" progress bar on every CLI call
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()
+            except ImportError:  # pragma: no cover
+                pass
             path = self.path or minilm_model_dir()
             self._model = SentenceTransformer(str(path), device=self.device)
 

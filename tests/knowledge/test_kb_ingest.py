@@ -1,0 +1,171 @@
+"""Ingestion: incremental and idempotent, crash-safe (kill -9 for real), embedder recorded and enforced."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from knowledge.base import KnowledgeBase
+from knowledge.errors import EmbedderMismatchError, KnowledgeBaseBusyError, KnowledgeBaseExistsError, KnowledgeBaseNotFoundError
+from knowledge.registry import KnowledgeBaseRegistry
+from knowledge.types import Chunk
+from llm_backend.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _write_corpus(root: Path, n: int, paragraphs: int = 3) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        body = "\n\n".join(f"第{i}号文件的第{j}段。检索增强生成把检索到的资料交给模型。Document {i} paragraph {j} about retrieval." for j in range(paragraphs))
+        (root / f"doc {i:03d}.md").write_text(f"# 文档 {i}\n\n{body}\n", encoding="utf-8")
+
+
+def _state(kb: KnowledgeBase) -> tuple[dict[str, list[str]], dict[str, str], int]:
+    """What must be identical after a crash and a rerun: manifest files -> chunk ids, store id -> text, count."""
+    files = {k: sorted(r.chunk_ids) for k, r in kb.manifest.files.items() if r.complete}
+    stored = {c.id: c.text for c in kb.store.iter_chunks()}
+    return files, stored, kb.store.count()
+
+
+def test_incremental_and_idempotent(tmp_path: Path) -> None:
+    corpus = tmp_path / "c"
+    _write_corpus(corpus, 5)
+    kb = KnowledgeBaseRegistry(tmp_path / "home").create("inc", embedder="hash", chunk_tokens=32, overlap_tokens=4)
+    first = kb.ingest([corpus])
+    assert len(first.added) == 5 and not first.failed
+    files, stored, count = _state(kb)
+    assert count == len(stored) == sum(len(v) for v in files.values())
+
+    again = kb.ingest([corpus])
+    assert len(again.unchanged) == 5 and again.chunks_written == 0
+    assert _state(kb) == (files, stored, count)
+
+    changed = corpus / "doc 001.md"
+    changed.write_text("# 文档 1\n\n全新的内容，只有一句。\n", encoding="utf-8")
+    (corpus / "doc 002.md").unlink()
+    (corpus / "doc 999.md").write_text("# new\n\nA new file.\n", encoding="utf-8")
+    third = kb.ingest([corpus])
+    assert third.updated == [str(changed.resolve())]
+    assert [Path(p).name for p in third.removed] == ["doc 002.md"]
+    assert [Path(p).name for p in third.added] == ["doc 999.md"]
+    files, stored, count = _state(kb)
+    assert count == len(stored) == sum(len(v) for v in files.values())
+    assert not any("第2号文件" in t for t in stored.values())
+    assert any("全新的内容" in t for t in stored.values())
+    # the BM25 index follows the store
+    index = kb.bm25_index()
+    assert {c.id for c in index.chunks} == set(stored)
+
+
+def test_reconcile_repairs_a_half_written_run(tmp_path: Path) -> None:
+    corpus = tmp_path / "c"
+    _write_corpus(corpus, 3)
+    registry = KnowledgeBaseRegistry(tmp_path / "home")
+    kb = registry.create("rec", embedder="hash")
+    kb.ingest([corpus])
+    clean = _state(kb)
+    # Simulate both crash windows: chunks written but their file not committed, and a committed file whose
+    # chunks are gone.
+    from knowledge.embedders import HashEmbedder
+
+    kb.store.upsert([Chunk("orphan-1", "stray text", {"source": "x"})], HashEmbedder().embed_documents(["stray text"]))
+    victim = next(iter(kb.manifest.files.values()))
+    kb.store.delete(victim.chunk_ids[:1])
+    kb = registry.open("rec")
+    report = kb.ingest([corpus])
+    assert report.repaired_orphans == 1 and report.repaired_files == 1
+    assert _state(kb) == clean
+
+
+def test_kill_9_during_ingestion_then_rerun_gives_the_same_index(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    _write_corpus(corpus, 150, paragraphs=12)
+    home = tmp_path / "home"
+    registry = KnowledgeBaseRegistry(home)
+    registry.create("crash", embedder="hash", chunk_tokens=48, overlap_tokens=8)
+    registry.create("clean", embedder="hash", chunk_tokens=48, overlap_tokens=8)
+    script = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from knowledge.registry import KnowledgeBaseRegistry
+        kb = KnowledgeBaseRegistry(Path({str(home)!r})).open("crash")
+        kb.ingest([Path({str(corpus)!r})], batch_size=16, manifest_every=0.0)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    manifest = home / "kb" / "crash" / "manifest.json"
+    killed_at = -1
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            done = len(json.loads(manifest.read_text())["files"])
+        except (OSError, ValueError):
+            done = 0
+        if done >= 10:
+            os.kill(proc.pid, signal.SIGKILL)
+            killed_at = done
+            break
+        time.sleep(0.01)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode() if proc.stderr else ""
+    assert 10 <= killed_at < 150, "the kill must land in the middle of the run"
+
+    crashed = registry.open("crash")
+    assert len(crashed.manifest.files) < 150
+    report = crashed.ingest([corpus])
+    assert not report.failed
+    clean = registry.open("clean")
+    clean.ingest([corpus])
+
+    crash_files, crash_store, crash_count = _state(crashed)
+    clean_files, clean_store, clean_count = _state(clean)
+    assert crash_files == clean_files
+    assert crash_store == clean_store  # no missing and no stray chunk
+    assert crash_count == clean_count == len(clean_store)  # no duplicates
+    assert crashed.bm25_index().fingerprint == clean.bm25_index().fingerprint
+
+
+def test_embedder_is_recorded_and_enforced(tmp_path: Path) -> None:
+    from core.rag.retrievers import DenseRetriever
+    from knowledge.embedders import HashEmbedder, MiniLMEmbedder
+
+    registry = KnowledgeBaseRegistry(tmp_path / "home")
+    kb = registry.create("emb", embedder="hash")
+    assert json.loads(kb.manifest_path.read_text())["embedder"] == "hash"
+    DenseRetriever.for_kb(kb, HashEmbedder())
+    with pytest.raises(EmbedderMismatchError, match="built with the embedder 'hash'"):
+        DenseRetriever.for_kb(kb, MiniLMEmbedder())
+
+
+def test_registry_create_list_delete(tmp_path: Path) -> None:
+    registry = KnowledgeBaseRegistry(tmp_path / "home")
+    registry.create("one", embedder="none")
+    registry.create("two", embedder="hash")
+    assert [i["name"] for i in registry.list()] == ["one", "two"]
+    with pytest.raises(KnowledgeBaseExistsError):
+        registry.create("one")
+    with pytest.raises(KnowledgeBaseNotFoundError, match="Did you mean 'one'"):
+        registry.open("onr")
+    with pytest.raises(ConfigError):
+        registry.create("bad name!")
+    with pytest.raises(ConfigError, match="unknown embedder"):
+        registry.create("three", embedder="bert")
+    registry.delete("one")
+    assert registry.names() == ["two"]
+
+
+def test_second_writer_is_refused(tmp_path: Path) -> None:
+    kb = KnowledgeBaseRegistry(tmp_path / "home").create("lock", embedder="none")
+    other = KnowledgeBaseRegistry(tmp_path / "home").open("lock")
+    with kb.writing(), pytest.raises(KnowledgeBaseBusyError):
+        other.ingest([tmp_path])

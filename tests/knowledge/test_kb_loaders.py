@@ -1,0 +1,114 @@
+"""Loaders, encodings and the bad-file corpus: every good file is ingested, every bad one reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from knowledge.loaders import LoadError, decode_text, load_file
+from knowledge.registry import KnowledgeBaseRegistry
+
+
+def test_encodings_are_detected() -> None:
+    text = "机器学习是人工智能的一个分支，研究计算机如何从数据中学习。"
+    for enc in ("utf-8", "utf-8-sig", "gbk", "gb18030", "utf-16"):
+        decoded, _ = decode_text(text.encode(enc))
+        assert decoded == text, enc
+    latin = "Café crème brûlée, naïve façade - déjà vu.".encode("latin-1")
+    decoded, _ = decode_text(latin)
+    assert "Caf" in decoded and "\x00" not in decoded
+
+
+def test_binary_is_refused() -> None:
+    with pytest.raises(LoadError, match="binary"):
+        decode_text(bytes(range(256)) * 10)
+
+
+def test_pdf_pages_and_metadata(tmp_path: Path, make_pdf) -> None:
+    pdf = make_pdf(tmp_path / "paper one.pdf", ["Attention is all you need.", "Transformers use self-attention."])
+    docs = load_file(pdf)
+    assert docs[0].meta["page"] == 1 and docs[0].meta["format"] == "pdf"
+    assert "self-attention" in docs[0].text
+
+
+def test_encrypted_pdf_reason(tmp_path: Path, make_pdf) -> None:
+    pdf = make_pdf(tmp_path / "secret.pdf", ["Top secret"], password="pw")
+    with pytest.raises(LoadError, match="encrypted"):
+        load_file(pdf)
+
+
+def test_docx_headings_become_sections(tmp_path: Path, make_docx) -> None:
+    path = make_docx(tmp_path / "报告 2024.docx", "年度总结", ["今年我们完成了知识库。", "明年继续。"])
+    docs = load_file(path)
+    assert docs[0].meta["title"] == "年度总结"
+    assert docs[0].text.lstrip().startswith("# 年度总结")
+
+
+def test_html_text_title_and_headings(tmp_path: Path) -> None:
+    page = tmp_path / "page.html"
+    page.write_text(
+        "<html><head><title>RAG 指南</title><script>var x=1;</script></head><body><nav>menu</nav>"
+        "<h1>检索增强</h1><p>RAG 先检索再生成。</p><h2>Hybrid</h2><p>BM25 plus dense.</p></body></html>",
+        encoding="utf-8",
+    )
+    doc = load_file(page)[0]
+    assert doc.meta["title"] == "RAG 指南"
+    assert "# 检索增强" in doc.text and "## Hybrid" in doc.text
+    assert "var x" not in doc.text and "menu" not in doc.text
+
+
+def test_bad_file_corpus(tmp_path: Path, make_pdf, make_docx) -> None:
+    corpus = tmp_path / "corpus"
+    (corpus / "子目录 with space").mkdir(parents=True)
+    good = {
+        corpus / "notes.md": "# Notes\n\nChroma stores the vectors. BM25 finds the words.\n",
+        corpus / "子目录 with space" / "中文 文件名.md": "# 中文标题\n\n注意力机制让模型关注重要的词。\n",
+        corpus / "plain.txt": "A plain text file about retrieval.\n",
+    }
+    for path, text in good.items():
+        path.write_text(text, encoding="utf-8")
+    gbk = corpus / "gbk 编码.txt"
+    gbk.write_bytes("这是一个用GBK编码保存的中文文件，讲的是分词。".encode("gbk"))
+    make_pdf(corpus / "good paper.pdf", ["Retrieval augmented generation paper."])
+    make_docx(corpus / "word file.docx", "Word heading", ["Word body text about rerankers."])
+    big = corpus / "very large.txt"
+    big.write_text(("大文件的一句话，内容重复用来测试很大的文件。" * 40 + "\n\n") * 300, encoding="utf-8")  # ~0.8 MB
+    bad = {
+        corpus / "empty.md": b"",
+        corpus / "corrupt.pdf": b"%PDF-1.4\n this is not really a pdf \x00\x01\x02",
+        corpus / "binary.md": bytes(range(256)) * 20,
+        corpus / "fake.docx": b"PK\x03\x04 not a zip",
+    }
+    for path, data in bad.items():
+        path.write_bytes(data)
+    make_pdf(corpus / "encrypted.pdf", ["secret text"], password="pw")
+    (corpus / "image.png").write_bytes(b"\x89PNG\r\n")  # unsupported type inside a folder: ignored, not an error
+
+    kb = KnowledgeBaseRegistry(tmp_path / "home").create("bad", embedder="hash")
+    report = kb.ingest([corpus])
+
+    ingested = set(report.added)
+    expected_good = {str(p.resolve()) for p in [*good, gbk, corpus / "good paper.pdf", corpus / "word file.docx", big]}
+    assert ingested == expected_good
+    reasons = {Path(f.path).name: f.reason for f in report.failed}
+    assert set(reasons) == {"empty.md", "corrupt.pdf", "binary.md", "fake.docx", "encrypted.pdf"}
+    assert "empty" in reasons["empty.md"]
+    assert "pdf" in reasons["corrupt.pdf"]
+    assert "binary" in reasons["binary.md"]
+    assert "docx" in reasons["fake.docx"]
+    assert "encrypted" in reasons["encrypted.pdf"]
+    assert [Path(p).name for p in report.ignored] == ["image.png"]
+    # the GBK file was decoded, and the big file fully chunked
+    hits = kb.bm25_index().search("GBK 分词", 3)
+    assert hits and "GBK" in kb.bm25_index().chunks[hits[0][0]].text
+    big_rec = kb.manifest.files[str(big.resolve())]
+    assert len(big_rec.chunk_ids) > 100
+
+
+def test_file_over_the_size_limit_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "huge.txt"
+    path.write_text("x " * 5000)
+    kb = KnowledgeBaseRegistry(tmp_path / "home").create("lim", embedder="none")
+    report = kb.ingest([path], max_bytes=1000)
+    assert report.failed and "too large" in report.failed[0].reason
