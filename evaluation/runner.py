@@ -272,6 +272,7 @@ async def arun_task(
             "cache_hits": cache.hits if cache else 0,
         },
         complete=counts["errors"] == 0,
+        run_dir=str(run_dir),
     )
     store.write_results(result)
     return result

@@ -162,6 +162,7 @@ class RunResult:
     provenance: dict[str, Any]
     timings: dict[str, float]
     complete: bool = True
+    run_dir: str = ""
     schema: int = 1
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,109 @@
+"""Official BFCL verdicts for given model outputs; runs in ``.venv-bench`` where ``bfcl-eval`` is installed with
+``--no-deps`` (its full dependency set pulls a CUDA torch). Called by ``eval_fidelity.py``.
+
+Input: a JSON file ``{"data_dir": ..., "items": [{"id", "category", "output", "system_prompt"}]}``.
+Output (stdout): ``{"verdicts": {id: bool}, "prompt_mismatches": [ids]}``.
+
+bfcl-eval's checker module imports its model registry, which imports every provider SDK (anthropic, google,
+mistral, ...); none of them is used by the checker, so missing ones are replaced by empty stub modules. The
+decoder and checker functions themselves are bfcl-eval's, untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.abc
+import importlib.machinery
+import json
+import sys
+import types
+from typing import Any
+from unittest import mock
+
+
+class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Resolve any module that is not installed to a stub whose attributes are mocks."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        for finder in sys.meta_path:
+            if finder is self:
+                continue
+            try:
+                spec = finder.find_spec(fullname, path, target)  # type: ignore[call-arg]
+            except (ImportError, AttributeError, ValueError):
+                spec = None
+            if spec is not None:
+                return None  # really installed: let the normal machinery load it
+        return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        module = types.ModuleType(spec.name)
+        module.__path__ = []  # type: ignore[attr-defined]
+        module.__getattr__ = lambda name: mock.MagicMock(name=f"{spec.name}.{name}")  # type: ignore[method-assign]
+        return module
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        return
+
+
+def main() -> None:
+    with open(sys.argv[1], encoding="utf-8") as fh:
+        payload = json.load(fh)
+    sys.meta_path.append(_StubFinder())
+    from bfcl_eval.constants.default_prompts import DEFAULT_SYSTEM_PROMPT_FORMAT
+    from bfcl_eval.constants.enums import Language
+    from bfcl_eval.eval_checker.ast_eval.ast_checker import ast_checker
+    from bfcl_eval.model_handler.utils import default_decode_ast_prompting, formulate_system_prompt
+    from bfcl_eval.utils import (
+        _func_doc_language_specific_pre_processing,
+        is_empty_output,
+        is_function_calling_format_output,
+    )
+
+    data_dir = payload["data_dir"]
+    entries: dict[str, dict[str, Any]] = {}
+    answers: dict[str, Any] = {}
+    for category in {i["category"] for i in payload["items"]}:
+        with open(f"{data_dir}/BFCL_v4_{category}.json", encoding="utf-8") as fh:
+            for line in fh:
+                e = json.loads(line)
+                entries[e["id"]] = e
+        try:
+            with open(f"{data_dir}/possible_answer/BFCL_v4_{category}.json", encoding="utf-8") as fh:
+                for line in fh:
+                    a = json.loads(line)
+                    answers[a["id"]] = a["ground_truth"]
+        except FileNotFoundError:
+            pass
+
+    model_name = "Qwen/Qwen2.5-0.5B-Instruct"  # a prompting model: function names are not rewritten
+    verdicts: dict[str, bool] = {}
+    mismatches: list[str] = []
+    for item in payload["items"]:
+        entry, category, output = entries[item["id"]], item["category"], item["output"]
+        functions_with_hint = _func_doc_language_specific_pre_processing(copy.deepcopy(entry["function"]), category)
+        if formulate_system_prompt(DEFAULT_SYSTEM_PROMPT_FORMAT, functions_with_hint) != item.get("system_prompt"):
+            mismatches.append(item["id"])
+        if "irrelevance" in category:
+            try:
+                decoded = default_decode_ast_prompting(output)
+                has_call = not is_empty_output(decoded)
+            except Exception:
+                has_call = False
+            verdicts[item["id"]] = not has_call
+            continue
+        try:
+            decoded = default_decode_ast_prompting(output)
+        except Exception:
+            verdicts[item["id"]] = False
+            continue
+        if not is_function_calling_format_output(decoded):
+            verdicts[item["id"]] = False
+            continue
+        result = ast_checker(entry["function"], decoded, answers[item["id"]], Language.PYTHON, category, model_name)
+        verdicts[item["id"]] = bool(result["valid"])
+    json.dump({"verdicts": verdicts, "prompt_mismatches": mismatches}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
