@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 DENSE_RELEVANCE: dict[str, float] = {"e5": 0.83, "minilm": 0.40, "hash": 0.6}
 """Cosine similarity above which a dense hit counts as relevant even without shared words (per embedder)."""
-MIN_TERM_COVERAGE = 0.5
+MIN_TERM_COVERAGE = 0.33
 """Share of the query's words (stop words excluded) a passage must contain to count as relevant."""
 
 REFUSALS = ("没有找到答案", "没有找到相关", "do not contain the answer", "does not contain the answer")
@@ -120,7 +120,7 @@ def _truncate(text: str, budget: int, tokenizer: TokenCounter) -> str:
     offsets = tokenizer.offsets(text)
     if len(offsets) <= budget:
         return text
-    return text[: offsets[budget][0]].rstrip() + " …"
+    return text[: offsets[max(budget - 2, 1)][0]].rstrip() + " …"  # room for the ellipsis
 
 
 def pack_context(hits: Sequence[Hit], budget: int, tokenizer: TokenCounter) -> list[tuple[Hit, str]]:

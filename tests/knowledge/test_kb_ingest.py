@@ -14,7 +14,12 @@ from pathlib import Path
 import pytest
 
 from knowledge.base import KnowledgeBase
-from knowledge.errors import EmbedderMismatchError, KnowledgeBaseBusyError, KnowledgeBaseExistsError, KnowledgeBaseNotFoundError
+from knowledge.errors import (
+    EmbedderMismatchError,
+    KnowledgeBaseBusyError,
+    KnowledgeBaseExistsError,
+    KnowledgeBaseNotFoundError,
+)
 from knowledge.registry import KnowledgeBaseRegistry
 from knowledge.types import Chunk
 from llm_backend.errors import ConfigError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,7 @@ def test_round_trip_and_budget(tokenizer: HFTokenizer, kind: str, budget: int, o
     spans = [(c.meta["start"], c.meta["end"]) for c in chunks]
     assert reassemble(spans, text).strip() == text.strip()
     # overlap is bounded in tokens
-    for a, b in zip(spans, spans[1:], strict=False):
+    for a, b in itertools.pairwise(spans):
         if b[0] < a[1]:
             assert tokenizer.count(text[b[0] : a[1]]) <= overlap + 2
 

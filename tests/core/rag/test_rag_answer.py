@@ -1,0 +1,128 @@
+"""The answer pipeline with a scripted model: citations, the token budget, "not found", follow-up rewriting."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.rag.answer import Citation, answer, attribute, build_messages, pack_context, parse_citations, rewrite_query
+from core.rag.prompts import load_template
+from knowledge.tokenizer import default_tokenizer
+from knowledge.types import Hit
+from llm_backend.errors import ConfigError
+from llm_backend.testing import ScriptedChatClient
+
+HITS = [
+    Hit("c1", "LoRA 冻结预训练权重，只训练低秩分解矩阵。", 0.9, {"source": "/book/ch6.md", "title": "第六章", "section": "6.3 LoRA", "bm25_score": 3.0}),
+    Hit("c2", "注意力机制计算查询和键的相似度。", 0.5, {"source": "/book/ch2.md", "title": "第二章", "section": "2.1 注意力", "bm25_score": 1.0}),
+]
+
+
+class FixedRetriever:
+    def __init__(self, hits: list[Hit]) -> None:
+        self.hits = hits
+        self.queries: list[str] = []
+
+    def retrieve(self, query: str, k: int) -> list[Hit]:
+        self.queries.append(query)
+        return self.hits[:k]
+
+
+def test_cited_answer_streams_and_maps_citations() -> None:
+    client = ScriptedChatClient(["LoRA 只训练低秩矩阵 [1]，注意力是另一回事 [2]。"])
+    deltas: list[str] = []
+    result = answer("LoRA 和注意力的原理是什么？", retriever=FixedRetriever(HITS), client=client, on_delta=deltas.append, tokenizer=default_tokenizer())
+    assert "".join(deltas) == result.text
+    assert [c.number for c in result.citations] == [1, 2]
+    assert result.citations[0].source == "/book/ch6.md" and result.citations[0].section == "6.3 LoRA"
+    assert not any(c.inferred for c in result.citations)
+    assert result.found and result.language == "zh"
+    call = client.calls[0]
+    assert call["stream"] is True and call["temperature"] == 0.0
+    prompt = call["messages"][1]["content"]
+    assert "[1]" in prompt and "低秩分解矩阵" in prompt and "问题：LoRA 和注意力的原理是什么？" in prompt
+
+
+def test_nothing_relevant_means_no_model_call() -> None:
+    client = ScriptedChatClient([AssertionError("the model must not be called")])
+    result = answer("今天北京天气怎么样？", retriever=FixedRetriever(HITS), client=client, tokenizer=default_tokenizer())
+    assert not result.found and not result.citations and client.calls == []
+    assert "没有找到" in result.text
+    empty = answer("What is LoRA?", retriever=FixedRetriever([]), client=client)
+    assert not empty.found and "Nothing relevant" in empty.text
+
+
+def test_context_stays_within_the_token_budget() -> None:
+    tok = default_tokenizer()
+    long_hits = [Hit(f"c{i}", "低秩分解矩阵的句子。" * 40, 1.0, {"source": f"/d{i}.md", "bm25_score": 1.0}) for i in range(6)]
+    packed = pack_context(long_hits, 300, tok)
+    assert 1 <= len(packed) < 6
+    assert sum(tok.count(text) + 12 for _, text in packed) <= 300
+    one = pack_context([Hit("big", "词" * 2000, 1.0, {})], 100, tok)
+    assert len(one) == 1 and tok.count(one[0][1]) <= 100
+
+
+def test_parse_citations_variants() -> None:
+    sources = [Citation(n, f"c{n}", f"s{n}") for n in (1, 2, 3)]
+    assert [c.number for c in parse_citations("a [2] b [1, 3] c 【2】 d [9]", sources)] == [2, 1, 3]
+    assert parse_citations("no citations", sources) == ()
+
+
+def test_uncited_answer_gets_inferred_citations() -> None:
+    client = ScriptedChatClient(["LoRA 冻结预训练权重，只训练低秩分解矩阵。"])
+    result = answer("LoRA 的原理？", retriever=FixedRetriever(HITS), client=client, tokenizer=default_tokenizer())
+    assert [c.number for c in result.citations] == [1] and result.citations[0].inferred
+    assert "[1]" in result.text
+    text, cited = attribute("The passages do not mention it.", [Citation(1, "c", "s", text="LoRA")])
+    assert cited == () and text == "The passages do not mention it."
+
+
+def test_follow_up_is_rewritten_before_retrieval() -> None:
+    client = ScriptedChatClient(["LoRA 微调需要多少显存？", "LoRA 只训练低秩矩阵，显存需求小 [1]。"])
+    retriever = FixedRetriever(HITS)
+    history = [{"role": "user", "content": "什么是 LoRA？"}, {"role": "assistant", "content": "LoRA 是一种高效微调方法 [1]。"}]
+    result = answer("它需要多少显存？", retriever=retriever, client=client, history=history, tokenizer=default_tokenizer())
+    assert retriever.queries == ["LoRA 微调需要多少显存？"]
+    assert result.query == "LoRA 微调需要多少显存？" and result.question == "它需要多少显存？"
+    rewrite_prompt = client.calls[0]["messages"][1]["content"]
+    assert "什么是 LoRA？" in rewrite_prompt and "它需要多少显存？" in rewrite_prompt
+
+
+def test_rewrite_falls_back_on_unusable_output() -> None:
+    client = ScriptedChatClient(["", "x" * 1000])
+    history = [{"role": "user", "content": "hi"}]
+    assert rewrite_query("and then?", history, client) == "and then?"
+    assert rewrite_query("and then?", history, client) == "and then?"
+    assert rewrite_query("no history", [], ScriptedChatClient([AssertionError()])) == "no history"
+
+
+def test_templates_are_versioned_and_strict() -> None:
+    tpl = load_template("answer")
+    assert tpl.version >= 1 and {"zh", "en"} <= set(tpl.languages())
+    with pytest.raises(ConfigError, match="failed to render"):
+        tpl.render("en", "user", question="q")  # passages missing: StrictUndefined refuses
+    messages = build_messages("What is LoRA?", [Citation(1, "c1", "/a.md", section="Intro", text="LoRA text")], "en")
+    assert messages[0]["role"] == "system" and "[1] (a.md · Intro)" in messages[1]["content"]
+    with pytest.raises(ConfigError, match="not found"):
+        load_template("nope")
+
+
+def test_llm_reranker_orders_by_model_choice() -> None:
+    from core.rag.rerankers import LLMReranker
+
+    client = ScriptedChatClient(['{"relevant": [2]}'])
+    out = LLMReranker(client).rerank("注意力", HITS, 2)
+    assert [h.chunk_id for h in out] == ["c2", "c1"] and "rerank_score" in out[0].meta
+    assert client.calls[0]["json_schema"] == LLMReranker.SCHEMA
+
+
+def test_cross_encoder_reranker_with_injected_model() -> None:
+    from core.rag.rerankers import CrossEncoderReranker
+
+    class Model:
+        def predict(self, pairs, show_progress_bar=False):  # type: ignore[no-untyped-def]
+            return [len(p[1]) for p in pairs]
+
+    out = CrossEncoderReranker(model=Model()).rerank("q", HITS, 1)
+    assert [h.chunk_id for h in out] == ["c1"]
+    with pytest.raises(ConfigError):
+        CrossEncoderReranker("/no/such/folder").rerank("q", HITS, 1)
