@@ -6,7 +6,10 @@ vLLM and `ragent eval` evaluates. Heavy libraries (torch, transformers) are impo
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +29,15 @@ def _fail(error: RagentError | str) -> typer.Exit:
 
 
 def _data_dir(data_dir: Path | None) -> Path | None:
+    """--data-dir, else the settings' data directory, else ``$RAGENT_DATA`` (the documented variable)."""
+    import os
+
     from llm_backend.settings import Settings
 
-    return Settings.load(data_dir=data_dir).data_dir
+    resolved = Settings.load(data_dir=data_dir).data_dir
+    if resolved is None and os.environ.get("RAGENT_DATA"):
+        resolved = Path(os.environ["RAGENT_DATA"]).expanduser()
+    return resolved
 
 
 def parse_trainer_args(items: list[str] | None) -> dict[str, Any]:
@@ -47,6 +56,16 @@ def parse_trainer_args(items: list[str] | None) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key.strip()] = value
     return out
+
+
+@contextlib.contextmanager
+def _stdout_for(as_json: bool) -> Iterator[None]:
+    """With --json, everything the training libraries print goes to stderr, so stdout holds only the JSON."""
+    if not as_json:
+        yield
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
 
 
 def _print_report(report: Any, as_json: bool) -> None:
@@ -133,10 +152,11 @@ def pretrain(
             gradient_checkpointing=gradient_checkpointing, resume=resume, resume_from=resume_from,
             overwrite=overwrite, trainer_arg=trainer_arg, progress=progress,
         )
-        report = run_pretrain(
-            corpus, spec, options, tokenizer=tokenizer, train_tokenizer_vocab=train_tokenizer,
-            data_dir=_data_dir(data_dir), holdout=holdout, block_size=block_size,
-        )
+        with _stdout_for(as_json):
+            report = run_pretrain(
+                corpus, spec, options, tokenizer=tokenizer, train_tokenizer_vocab=train_tokenizer,
+                data_dir=_data_dir(data_dir), holdout=holdout, block_size=block_size,
+            )
     except RagentError as exc:
         raise _fail(exc) from None
     _print_report(report, as_json)
@@ -182,9 +202,10 @@ def sft(
             gradient_checkpointing=gradient_checkpointing, resume=resume, resume_from=resume_from,
             overwrite=overwrite, trainer_arg=trainer_arg, progress=progress,
         )
-        report = run_sft(
-            conversations, base, options, max_length=max_length, eval_file=eval_file, eval_fraction=eval_fraction
-        )
+        with _stdout_for(as_json):
+            report = run_sft(
+                conversations, base, options, max_length=max_length, eval_file=eval_file, eval_fraction=eval_fraction
+            )
     except RagentError as exc:
         raise _fail(exc) from None
     _print_report(report, as_json)
@@ -213,8 +234,11 @@ def eval_ppl(
         blocks = pack_blocks(
             tokenize_documents(tok, read_texts(files)), block_size, separator_id=tok.eos_token_id, drop_last=False
         )
-        lm = AutoModelForCausalLM.from_pretrained(str(model))
-        result = evaluate_perplexity(lm, ExampleDataset(blocks), pad_id=int(tok.pad_token_id), batch_size=batch_size)
+        with _stdout_for(as_json):
+            lm = AutoModelForCausalLM.from_pretrained(str(model))
+            result = evaluate_perplexity(
+                lm, ExampleDataset(blocks), pad_id=int(tok.pad_token_id), batch_size=batch_size
+            )
     except RagentError as exc:
         raise _fail(exc) from None
     data = {"model": str(model), "files": [str(f) for f in files], "block_size": block_size, **result.__dict__}

@@ -47,6 +47,7 @@ def pretrained(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         ],
     )
     assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["steps"] == 12  # --json: stdout holds the report only, the loss logs go to stderr
     return out
 
 
