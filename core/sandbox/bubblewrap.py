@@ -124,6 +124,7 @@ class Sandbox:
 
     def command(self, program: Path, launcher: Path) -> list[str]:
         """The bubblewrap command line that runs ``program`` (a host file) as ``/work/main.py``."""
+        python = self._interpreter()
         bwrap = shutil.which("bwrap")
         if bwrap is None:
             raise SandboxUnavailableError(f"the code sandbox needs bubblewrap (`bwrap`), which is not installed: {INSTALL_HINT}.")
@@ -160,7 +161,7 @@ class Sandbox:
             "--setenv", "HOME", "/work",
             "--setenv", "LANG", "C.UTF-8",
             "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
-            self._interpreter(), "-I", "-X", "utf8", "/.sandbox/launcher.py", json.dumps(config), "/work/main.py",
+            python, "-I", "-X", "utf8", "/.sandbox/launcher.py", json.dumps(config), "/work/main.py",
         ]
         return args
 
@@ -344,7 +345,9 @@ def classify(exit_code: int, stderr: str, *, timed_out: bool, overflow: bool, li
     match = _NO_FILE.search(last)
     if match:
         path = match.group(1)
-        if path.startswith("/") and not (path.startswith("/work/") or path.startswith("/tmp/")):
+        # Missing files inside the work folder are ordinary bugs; absolute paths elsewhere are host files the
+        # program tried to reach (the sandbox's /tmp is private and empty).
+        if path.startswith("/") and not path.startswith("/work/"):
             return f"file outside the work folder: {path} does not exist in the sandbox"
     return None
 
