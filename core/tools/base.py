@@ -69,6 +69,8 @@ class ToolOutput:
     content: str
     error: str | None = None
     value: Any = None
+    fault: str | None = None
+    """``"invalid_arguments"`` (bad JSON or schema mismatch), ``"unknown_tool"`` or ``"tool_error"`` (it raised)."""
 
     @property
     def ok(self) -> bool:
@@ -234,10 +236,10 @@ class Tool:
                 decoded = json.loads(arguments or "{}")
             except json.JSONDecodeError as exc:
                 msg = f"arguments are not valid JSON ({exc.msg} at position {exc.pos})"
-                return ToolOutput(f"Error calling {self.name} with {arguments!r}: {msg}. Send a JSON object.", error=msg)
+                return ToolOutput(f"Error calling {self.name} with {arguments!r}: {msg}. Send a JSON object.", error=msg, fault="invalid_arguments")
             if not isinstance(decoded, dict):
                 msg = f"arguments must be a JSON object, got {type(decoded).__name__}"
-                return ToolOutput(f"Error calling {self.name} with {arguments!r}: {msg}.", error=msg)
+                return ToolOutput(f"Error calling {self.name} with {arguments!r}: {msg}.", error=msg, fault="invalid_arguments")
             arguments = decoded
         try:
             kwargs = self.validate(arguments)
@@ -246,7 +248,9 @@ class Tool:
             expected = ", ".join(
                 f"{k}{'' if k in self.parameters.get('required', []) else '?'}" for k in self.parameters.get("properties", {})
             )
-            return ToolOutput(f"Error calling {self.name}({shown}): {msg}. Expected arguments: {expected or 'none'}.", error=msg)
+            return ToolOutput(
+                f"Error calling {self.name}({shown}): {msg}. Expected arguments: {expected or 'none'}.", error=msg, fault="invalid_arguments"
+            )
         if self.fn is None:
             return ToolOutput(f"{self.name}({shown}) accepted (schema-only tool, nothing was run)", value=kwargs)
         try:
@@ -256,7 +260,7 @@ class Tool:
         except Exception as exc:
             msg = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ToolError) else str(exc)
             log.debug("tool %s raised", self.name, exc_info=True)
-            return ToolOutput(f"Error calling {self.name}({shown}): {msg}", error=msg)
+            return ToolOutput(f"Error calling {self.name}({shown}): {msg}", error=msg, fault="tool_error")
         return ToolOutput(format_value(value), value=value)
 
 

@@ -18,8 +18,6 @@ from llm_backend.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-# Names under which core.rag may offer "open the retriever of the knowledge base called NAME".
-RAG_OPENERS = ("open_retriever", "retriever_for", "load_retriever", "open_kb_retriever")
 
 
 def format_hits(hits: list[Hit], *, max_chars_per_hit: int = 800) -> str:
@@ -81,17 +79,16 @@ def open_knowledge_base(name: str) -> Retriever:
         raise ConfigError(
             f"cannot open knowledge base {name!r}: the RAG package core.rag is not available ({exc})"
         ) from exc
-    for attr in RAG_OPENERS:
-        opener = getattr(rag, attr, None)
-        if callable(opener):
-            retriever = opener(name)
-            if not isinstance(retriever, Retriever):
-                raise ConfigError(f"core.rag.{attr}({name!r}) returned {type(retriever).__name__}, which has no retrieve(query, k)")
-            return retriever
-    raise ConfigError(
-        f"cannot open knowledge base {name!r}: core.rag offers none of {', '.join(RAG_OPENERS)}; "
-        "build a retriever yourself and pass it to make_knowledge_search_tool()"
-    )
+    opener = getattr(rag, "open_retriever", None)
+    if not callable(opener):
+        raise ConfigError(
+            f"cannot open knowledge base {name!r}: core.rag has no open_retriever(name); "
+            "build a retriever yourself and pass it to make_knowledge_search_tool()"
+        )
+    retriever = opener(name)
+    if not isinstance(retriever, Retriever):
+        raise ConfigError(f"core.rag.open_retriever({name!r}) returned {type(retriever).__name__}, which has no retrieve(query, k)")
+    return retriever
 
 
 def knowledge_base_tool(name: str, *, k: int = 4) -> Tool:

@@ -131,6 +131,8 @@ class Toolbox:
         if found is None:
             msg = f"unknown tool {name!r}"
             return ToolOutput(
-                f"Error: {msg}. {did_you_mean(name, self._tools)}Available tools: {', '.join(self._tools)}.", error=msg
+                f"Error: {msg}. {did_you_mean(name, self._tools)}Available tools: {', '.join(self._tools)}.",
+                error=msg,
+                fault="unknown_tool",
             )
         return found.run(arguments)

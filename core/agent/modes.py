@@ -1,0 +1,308 @@
+"""How an agent talks to the model: build a request from the memory, parse the reply into tool calls.
+
+Two families, chosen per backend (:func:`choose_mode`):
+
+- :class:`NativeToolMode`: OpenAI tool calls with ``tool_choice="required"`` and a ``final_answer`` tool. On vLLM
+  a required (or named) tool choice is grammar-constrained, so every reply is a well-formed call even from a 0.5B
+  model (FACTS.md); ``"auto"`` is never used.
+- :class:`ReactMode`: text ReAct (Thought / Action / Action Input / Observation) for endpoints without tool
+  calls. With ``constrained=True`` (``react-json``) each reply is a JSON object forced by a JSON schema whose
+  ``anyOf`` has one branch per tool, so the action name and its arguments are well-formed too; with
+  ``constrained=False`` (``react``) the classic text format is parsed leniently.
+
+Building and parsing are pure functions of their inputs; the loop (:mod:`core.agent.loop`) does the sending.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any, Protocol
+
+import jinja2
+import yaml
+
+from core.agent.memory import FINAL_ANSWER, AgentMemory, AgentToolCall, StepFormat
+from core.tools.base import Tool
+from core.tools.registry import Toolbox
+from llm_backend.errors import ConfigError, did_you_mean
+from llm_backend.types import ChatResult, Message
+
+MODES = ("native", "react-json", "react")
+
+
+@cache
+def prompts() -> dict[str, Any]:
+    """The prompt templates of ``prompts.yaml`` (with their ``version``)."""
+    text = resources.files("core.agent").joinpath("prompts.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):  # pragma: no cover - the file ships with the package
+        raise ConfigError("core/agent/prompts.yaml must be a mapping")
+    return data
+
+
+_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
+
+
+def render(name: str, **values: Any) -> str:
+    """Render the prompt template ``name`` with ``values`` (StrictUndefined: a missing value is an error)."""
+    return _ENV.from_string(prompts()[name]).render(**values).strip()
+
+
+def final_answer_tool() -> Tool:
+    """The tool that ends a run."""
+
+    def final_answer(answer: str) -> str:
+        """Give the final answer to the task and stop.
+
+        Args:
+            answer: the answer, complete and short.
+        """
+        return answer
+
+    return Tool.from_function(final_answer, name=FINAL_ANSWER)
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One request to the model: messages and the keyword arguments of ``client.chat``."""
+
+    messages: list[Message]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ParsedReply:
+    """A model reply turned into calls. ``parse_failure`` means the reply could not be turned into an action at all
+    (no call, malformed JSON); ``error`` says why and is shown to the model."""
+
+    thought: str = ""
+    calls: list[AgentToolCall] = field(default_factory=list)
+    error: str | None = None
+    parse_failure: bool = False
+
+
+class AgentMode(Protocol):
+    """What the loop needs from a calling mode."""
+
+    name: str
+    format: StepFormat
+
+    def system_prompt(self, toolbox: Toolbox, instructions: str | None) -> str: ...
+
+    def request(self, memory: AgentMemory, toolbox: Toolbox, *, final: bool) -> ChatRequest: ...
+
+    def parse(self, reply: ChatResult, toolbox: Toolbox) -> ParsedReply: ...
+
+
+def _call_id() -> str:
+    return f"call_{uuid.uuid4().hex[:12]}"
+
+
+def _final_messages(memory: AgentMemory) -> list[Message]:
+    return [*memory.to_messages(), {"role": "user", "content": render("final_nudge")}]
+
+
+_JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+
+
+def _loose_json(text: str) -> Any:
+    """Parse JSON, tolerating code fences and text around one object."""
+    stripped = text.strip()
+    if stripped.startswith("```"):
+        stripped = re.sub(r"^```\w*\s*|\s*```$", "", stripped)
+    try:
+        return json.loads(stripped)
+    except json.JSONDecodeError:
+        match = _JSON_OBJECT.search(stripped)
+        if match is None:
+            raise
+        return json.loads(match.group(0))
+
+
+class NativeToolMode:
+    """OpenAI tool calls; ``tool_choice="required"`` each step, the named ``final_answer`` when forced."""
+
+    name = "native"
+    format: StepFormat = "tool_calls"
+
+    def system_prompt(self, toolbox: Toolbox, instructions: str | None) -> str:
+        return render("native_system", instructions=instructions or "")
+
+    def request(self, memory: AgentMemory, toolbox: Toolbox, *, final: bool) -> ChatRequest:
+        tools = [*toolbox.schemas(), final_answer_tool().to_openai()]
+        if final:
+            return ChatRequest(_final_messages(memory), {"tools": tools, "tool_choice": FINAL_ANSWER})
+        return ChatRequest(memory.to_messages(), {"tools": tools, "tool_choice": "required"})
+
+    def parse(self, reply: ChatResult, toolbox: Toolbox) -> ParsedReply:
+        calls: list[AgentToolCall] = []
+        errors: list[str] = []
+        for tc in reply.tool_calls:
+            try:
+                args: dict[str, Any] | None = tc.parsed_arguments()
+                error = None
+            except ValueError as exc:
+                args, error = None, str(exc)
+                errors.append(error)
+            calls.append(AgentToolCall(tc.id or _call_id(), tc.name, args, tc.arguments, error=error, fault="parse" if error else None))
+        if not calls:
+            recovered = _calls_from_text(reply.text)
+            if recovered:
+                return ParsedReply(thought="", calls=recovered)
+            names = ", ".join([*toolbox.names, FINAL_ANSWER])
+            return ParsedReply(thought=reply.text.strip(), error=render("native_no_call", names=names), parse_failure=True)
+        return ParsedReply(thought=reply.text.strip(), calls=calls, error="; ".join(errors) or None, parse_failure=bool(errors))
+
+
+def _calls_from_text(text: str) -> list[AgentToolCall]:
+    """Servers that ignore ``tool_choice="required"`` (llama.cpp) write the call as JSON text, sometimes inside
+    ``<tool_call>`` tags: recover ``{"name": ..., "arguments": {...}}`` objects from it."""
+    blocks = re.findall(r"<tool_call>(.*?)</tool_call>", text, re.DOTALL) or [text]
+    calls = []
+    for block in blocks:
+        try:
+            data = _loose_json(block)
+        except json.JSONDecodeError:
+            continue
+        items = data if isinstance(data, list) else [data]
+        for item in items:
+            if isinstance(item, dict) and isinstance(item.get("name"), str):
+                args = item.get("arguments", item.get("parameters", {}))
+                if isinstance(args, str):
+                    try:
+                        args = json.loads(args)
+                    except json.JSONDecodeError:
+                        continue
+                if isinstance(args, dict):
+                    calls.append(AgentToolCall(_call_id(), item["name"], args, json.dumps(args, ensure_ascii=False)))
+    return calls
+
+
+class ReactMode:
+    """Text ReAct. ``constrained=True``: JSON replies forced by a JSON schema (``react-json``)."""
+
+    format: StepFormat = "react"
+
+    def __init__(self, *, constrained: bool = True) -> None:
+        self.constrained = constrained
+        self.name = "react-json" if constrained else "react"
+
+    def system_prompt(self, toolbox: Toolbox, instructions: str | None) -> str:
+        template = "react_json_system" if self.constrained else "react_text_system"
+        tools = list(toolbox) if self.constrained else [*toolbox, final_answer_tool()]
+        return render(template, tools=tools, instructions=instructions or "")
+
+    @staticmethod
+    def reply_schema(toolbox: Toolbox, *, final_only: bool = False) -> dict[str, Any]:
+        """One ``anyOf`` branch per tool: ``{"thought": str, "action": <name>, "action_input": <its schema>}``."""
+        tools = [final_answer_tool()] if final_only else [*toolbox, final_answer_tool()]
+        branches = [
+            {
+                "type": "object",
+                "properties": {
+                    "thought": {"type": "string"},
+                    "action": {"type": "string", "enum": [t.name]},
+                    "action_input": t.parameters,
+                },
+                "required": ["thought", "action", "action_input"],
+                "additionalProperties": False,
+            }
+            for t in tools
+        ]
+        return branches[0] if len(branches) == 1 else {"anyOf": branches}
+
+    def request(self, memory: AgentMemory, toolbox: Toolbox, *, final: bool) -> ChatRequest:
+        messages = _final_messages(memory) if final else memory.to_messages()
+        if self.constrained:
+            return ChatRequest(messages, {"json_schema": self.reply_schema(toolbox, final_only=final)})
+        return ChatRequest(messages, {"stop": ["\nObservation:", "Observation:"]})
+
+    def parse(self, reply: ChatResult, toolbox: Toolbox) -> ParsedReply:
+        return parse_react_json(reply.text) if self.constrained else parse_react_text(reply.text, toolbox)
+
+
+def parse_react_json(text: str) -> ParsedReply:
+    """``{"thought", "action", "action_input"}`` -> one call (``final_answer`` included)."""
+    try:
+        data = _loose_json(text)
+    except json.JSONDecodeError as exc:
+        return ParsedReply(error=render("react_parse_error", error=f"not valid JSON ({exc.msg})"), parse_failure=True)
+    if not isinstance(data, dict) or not isinstance(data.get("action"), str):
+        return ParsedReply(error=render("react_parse_error", error='expected {"thought", "action", "action_input"}'), parse_failure=True)
+    args = data.get("action_input", {})
+    if isinstance(args, str) and data["action"] == FINAL_ANSWER:
+        args = {"answer": args}
+    if not isinstance(args, dict):
+        return ParsedReply(
+            thought=str(data.get("thought", "")),
+            error=render("react_parse_error", error="action_input must be a JSON object"),
+            parse_failure=True,
+        )
+    call = AgentToolCall(_call_id(), data["action"], args, json.dumps(args, ensure_ascii=False))
+    return ParsedReply(thought=str(data.get("thought", "")), calls=[call])
+
+
+_REACT_FINAL = re.compile(r"Final Answer\s*:\s*(.*)", re.DOTALL | re.IGNORECASE)
+_REACT_ACTION = re.compile(r"Action\s*:\s*(.+?)\s*\n\s*Action Input\s*:\s*(.*)", re.DOTALL | re.IGNORECASE)
+_REACT_THOUGHT = re.compile(r"Thought\s*:\s*(.*?)(?=\n\s*(?:Action|Final Answer)\s*:|\Z)", re.DOTALL | re.IGNORECASE)
+
+
+def parse_react_text(text: str, toolbox: Toolbox) -> ParsedReply:
+    """Lenient parser for the classic format; a bare string input is accepted for a tool with one required
+    string argument."""
+    thought_match = _REACT_THOUGHT.search(text)
+    thought = thought_match.group(1).strip() if thought_match else ""
+    action = _REACT_ACTION.search(text)
+    final = _REACT_FINAL.search(text)
+    if final and (action is None or final.start() < action.start()):
+        answer = final.group(1).strip()
+        return ParsedReply(thought, [AgentToolCall(_call_id(), FINAL_ANSWER, {"answer": answer}, json.dumps({"answer": answer}))])
+    if action is None:
+        return ParsedReply(
+            thought,
+            error=render("react_parse_error", error="no 'Action:' with 'Action Input:' and no 'Final Answer:'"),
+            parse_failure=True,
+        )
+    name = action.group(1).strip().strip("`'\"")
+    raw = action.group(2).strip()
+    raw = raw.split("\nObservation", 1)[0].strip()
+    try:
+        args = _loose_json(raw)
+    except json.JSONDecodeError:
+        args = None
+    if not isinstance(args, dict):
+        target = toolbox.get(name)
+        required = target.parameters.get("required", []) if target else []
+        if target is not None and len(required) == 1:
+            args = {required[0]: raw.strip("`'\"") if args is None else args}
+        elif name == FINAL_ANSWER:
+            args = {"answer": raw}
+        else:
+            call = AgentToolCall(_call_id(), name, None, raw, error=f"Action Input for {name!r} is not a JSON object: {raw[:200]!r}", fault="parse")
+            return ParsedReply(thought, [call], error=call.error, parse_failure=True)
+    return ParsedReply(thought, [AgentToolCall(_call_id(), name, args, raw)])
+
+
+def make_mode(name: str) -> AgentMode:
+    """``native``, ``react-json`` or ``react``."""
+    if name == "native":
+        return NativeToolMode()
+    if name == "react-json":
+        return ReactMode(constrained=True)
+    if name == "react":
+        return ReactMode(constrained=False)
+    raise ConfigError(f"unknown agent mode {name!r}. {did_you_mean(name, MODES)}Modes: {', '.join(MODES)}, auto.")
+
+
+def choose_mode(client: Any, requested: str = "auto") -> AgentMode:
+    """The mode for ``client``: ``requested`` unless it is ``auto``. Auto picks native tool calls, except for
+    llama.cpp (it ignores ``tool_choice="required"`` but enforces JSON schemas: FACTS.md), which gets ``react-json``."""
+    if requested != "auto":
+        return make_mode(requested)
+    engine = getattr(getattr(client, "settings", None), "engine", None)
+    return make_mode("react-json" if engine in ("llamacpp", "llama.cpp", "llama-cpp") else "native")
