@@ -1,0 +1,156 @@
+"""The knowledge-base chat without Streamlit: ask a question through :func:`core.rag.answer` and turn the answer
+into a chat turn that the page renders (text with ``[n]`` markers, and one source panel per citation with file,
+page or section, snippet and retrieval score).
+
+``core.rag.Citation`` carries no score, so the retriever and the reranker are wrapped to remember the scores of the
+hits they returned (:class:`RecordingRetriever`, :class:`RecordingReranker`).
+
+Example::
+
+    turn = ask("How do I start the model server?", retriever=retriever, client=client, on_delta=print)
+    turn["content"], [s["label"] for s in turn["sources"]]
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from core.rag import Answer, Citation, Reranker, answer
+from knowledge.tokenizer import TokenCounter
+from knowledge.types import Hit, Retriever
+from llm_backend.client import ChatClient
+from llm_backend.types import Message
+
+log = logging.getLogger(__name__)
+
+ChatTurn = dict[str, Any]
+"""``{"role": "user"|"assistant", "content": str, ...}``; assistant turns add ``sources`` (list of source dicts),
+``found``, ``query``, ``inferred`` and, when the question failed, ``error``."""
+
+
+class RecordingRetriever:
+    """Passes ``retrieve`` through and remembers every hit by chunk id (the latest score wins)."""
+
+    def __init__(self, inner: Retriever) -> None:
+        self.inner = inner
+        self.hits: dict[str, Hit] = {}
+
+    def retrieve(self, query: str, k: int, **kwargs: Any) -> list[Hit]:
+        hits = self.inner.retrieve(query, k, **kwargs)
+        self.hits.update((h.chunk_id, h) for h in hits)
+        return hits
+
+
+class RecordingReranker:
+    """Passes ``rerank`` through and remembers the reranked hits (their ``score`` is the reranker's)."""
+
+    def __init__(self, inner: Reranker, into: dict[str, Hit]) -> None:
+        self.inner = inner
+        self.hits = into
+
+    def rerank(self, query: str, hits: Sequence[Hit], k: int) -> list[Hit]:
+        out = self.inner.rerank(query, hits, k)
+        self.hits.update((h.chunk_id, h) for h in out)
+        return out
+
+
+def _score_parts(hit: Hit | None) -> dict[str, float]:
+    if hit is None:
+        return {}
+    parts = {"score": float(hit.score)}
+    for key, label in (("dense_score", "dense"), ("bm25_score", "bm25"), ("rerank_score", "rerank")):
+        value = hit.meta.get(key)
+        if isinstance(value, int | float):
+            parts[label] = float(value)
+    return parts
+
+
+def source_row(citation: Citation, hit: Hit | None) -> dict[str, Any]:
+    """What the source panel of one citation shows: number, label, file, page or section, snippet, scores."""
+    where = []
+    if citation.page is not None:
+        where.append(f"page {citation.page}")
+    if citation.section:
+        where.append(citation.section)
+    return {
+        "number": citation.number,
+        "label": citation.label,
+        "file": citation.source,
+        "file_name": Path(citation.source).name if citation.source else citation.title,
+        "title": citation.title,
+        "where": " · ".join(where),
+        "snippet": citation.text,
+        "scores": _score_parts(hit),
+        "inferred": citation.inferred,
+        "chunk_id": citation.chunk_id,
+    }
+
+
+def format_scores(scores: dict[str, float]) -> str:
+    """``score 0.0325 (bm25 4.12, dense 0.61)`` for the source panel."""
+    if not scores:
+        return "score: not recorded"
+    head = f"score {scores['score']:.4g}" if "score" in scores else ""
+    rest = ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if k != "score")
+    return head + (f" ({rest})" if rest else "")
+
+
+def history_messages(turns: Sequence[ChatTurn], max_turns: int = 6) -> list[Message]:
+    """The conversation so far as chat messages for follow-up questions (failed turns left out)."""
+    messages: list[Message] = []
+    for turn in turns:
+        if turn.get("error") or not turn.get("content"):
+            continue
+        if turn.get("role") in ("user", "assistant"):
+            messages.append({"role": turn["role"], "content": str(turn["content"])})
+    # keep whole question/answer pairs from the end
+    return messages[-2 * max_turns :]
+
+
+def answer_turn(result: Answer, hits: dict[str, Hit]) -> ChatTurn:
+    """The assistant turn for a finished :class:`~core.rag.Answer`."""
+    return {
+        "role": "assistant",
+        "content": result.text,
+        "sources": [source_row(c, hits.get(c.chunk_id)) for c in result.citations],
+        "found": result.found,
+        "query": result.query,
+        "inferred": any(c.inferred for c in result.citations),
+        "usage": {"prompt_tokens": result.usage.prompt_tokens, "completion_tokens": result.usage.completion_tokens},
+    }
+
+
+def ask(
+    question: str,
+    *,
+    retriever: Retriever,
+    client: ChatClient,
+    history: Sequence[ChatTurn] = (),
+    reranker: Reranker | None = None,
+    k: int = 4,
+    context_tokens: int = 800,
+    max_tokens: int = 320,
+    tokenizer: TokenCounter | None = None,
+    on_delta: Callable[[str], None] | None = None,
+) -> ChatTurn:
+    """Answer ``question`` from ``retriever`` (streaming text to ``on_delta``) and return the assistant turn.
+    Errors propagate (the page shows their message)."""
+    recorder = RecordingRetriever(retriever)
+    rerank = RecordingReranker(reranker, recorder.hits) if reranker is not None else None
+    result = answer(
+        question,
+        retriever=recorder,
+        client=client,
+        history=history_messages(history),
+        reranker=rerank,
+        k=k,
+        candidates=max(12, 3 * k),
+        context_tokens=context_tokens,
+        tokenizer=tokenizer,
+        on_delta=on_delta,
+        max_tokens=max_tokens,
+    )
+    return answer_turn(result, recorder.hits)
