@@ -239,6 +239,10 @@ class Ours:
         self.kb.ingest([Path(next(iter(ds.files))).parent])
         return self.kb.manifest.n_chunks()
 
+    def mean_chunk_chars(self) -> int:
+        lengths = [len(c.text) for c in self.kb.store.iter_chunks()]
+        return round(sum(lengths) / max(len(lengths), 1))
+
     def doc_of(self, hit: Any) -> str:
         return Path(str(hit.meta["source"])).stem
 
@@ -294,7 +298,8 @@ def run_quality(ds: Dataset, embedder_name: str, work: Path, rerank_sample: int,
     t = time.perf_counter()
     tiny = TinyRAG(emb, tok)
     res["tinyrag_chunks"] = tiny.build(ds)
-    lc = LangChainPipeline(emb, work / "langchain")
+    res["ours_mean_chunk_chars"] = ours.mean_chunk_chars()
+    lc = LangChainPipeline(emb, work / "langchain", chunk_size=res["ours_mean_chunk_chars"], overlap=res["ours_mean_chunk_chars"] // 8)
     res["langchain_chunks"] = lc.build(ds)
     log.info("%s: baselines built in %.0f s", ds.name, time.perf_counter() - t)
 
@@ -341,6 +346,7 @@ def run_throughput(ds: Dataset, embedder_name: str, work: Path, repeats: int) ->
     (ours, LangChain, ours, ...) so machine noise hits both alike; the median is reported."""
     write_files(ds, work / "files")
     ours_runs, lc_runs = [], []
+    sizes = (0, 0, 0)
     for r in range(repeats):
         emb = make_embedder(embedder_name)
         assert emb is not None
@@ -349,13 +355,15 @@ def run_throughput(ds: Dataset, embedder_name: str, work: Path, repeats: int) ->
         o = Ours(emb, work / f"home{r}", "tp", embedder_name)
         n = o.build(ds)
         ours_runs.append(n / (time.perf_counter() - t))
+        size = o.mean_chunk_chars()  # same chunk size for LangChain, so chunks/s compare like with like
         emb2 = make_embedder(embedder_name)
         assert emb2 is not None
         emb2.embed_documents(["warm up"])
         t = time.perf_counter()
-        lc = LangChainPipeline(emb2, work / f"lc{r}")
+        lc = LangChainPipeline(emb2, work / f"lc{r}", chunk_size=size, overlap=size // 8)
         n2 = lc.build(ds)
         lc_runs.append(n2 / (time.perf_counter() - t))
+        sizes = (size, n, n2)
         log.info("throughput run %d: ours %.1f chunks/s (%d), langchain %.1f chunks/s (%d)", r, ours_runs[-1], n, lc_runs[-1], n2)
     return {
         "set": ds.name,
@@ -363,6 +371,8 @@ def run_throughput(ds: Dataset, embedder_name: str, work: Path, repeats: int) ->
         "ours_chunks_per_s": statistics.median(ours_runs),
         "langchain_chunks_per_s": statistics.median(lc_runs),
         "ratio": statistics.median(ours_runs) / statistics.median(lc_runs),
+        "mean_chunk_chars": sizes[0],
+        "chunks": {"ours": sizes[1], "langchain": sizes[2]},
         "runs": {"ours": ours_runs, "langchain": lc_runs},
     }
 
