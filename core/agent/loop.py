@@ -125,6 +125,7 @@ class Agent:
     ``mode`` is ``"auto"`` (native tool calls, or react-json on llama.cpp), ``"native"``, ``"react-json"``,
     ``"react"`` or an :class:`~core.agent.modes.AgentMode`. ``instructions`` are added to the system prompt.
     ``params`` (temperature, max_tokens, seed, ...) go to every request; the default is greedy decoding.
+    ``metadata`` is stored in the trace's run record (the CLI keeps its tool options there to resume with).
     """
 
     def __init__(
@@ -138,6 +139,7 @@ class Agent:
         trace_path: str | Path | None = None,
         force_final_answer: bool = True,
         observation_chars: int = 4000,
+        metadata: dict[str, Any] | None = None,
         **params: Any,
     ) -> None:
         if max_steps < 1:
@@ -152,6 +154,7 @@ class Agent:
         self.trace_path = Path(trace_path) if trace_path else None
         self.force_final_answer = force_final_answer
         self.observation_chars = observation_chars
+        self.metadata = dict(metadata or {})
         self.params: dict[str, Any] = {"temperature": 0.0, "max_tokens": 512, **params}
         self._final = final_answer_tool()
 
@@ -259,7 +262,7 @@ class Agent:
                 trace.header(
                     task=memory.task, system_prompt=memory.system_prompt, task_message=memory.task_message,
                     mode=self.mode.name, model=self._model_name(), tools=self.toolbox.names, max_steps=self.max_steps,
-                    params=self.params, prompts_version=prompts().get("version"),
+                    params=self.params, prompts_version=prompts().get("version"), metadata=self.metadata,
                 )
         return memory, trace, resumed
 

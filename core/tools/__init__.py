@@ -5,7 +5,6 @@
   :func:`make_knowledge_search_tool` / :func:`knowledge_base_tool`
 - :func:`resolve_tools` (names and ``package.module:function`` import paths), :class:`Toolbox`
 - LangChain: :func:`core.tools.langchain_adapter.to_langchain`
-- BFCL checker for tool-call accuracy: :mod:`core.tools.bfcl_checker`
 """
 
 from core.tools.arithmetic import calculator

@@ -39,7 +39,7 @@ _CONSTANTS: dict[str, float] = {"pi": math.pi, "e": math.e, "tau": math.tau}
 def _normalise(expression: str) -> str:
     text = expression.strip().replace("×", "*").replace("÷", "/").replace("−", "-").replace("^", "**")
     text = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", text)  # 1,234,567 -> 1234567
-    text = re.sub(r"(?<=\d)\s*%", "/100", text)  # 15% -> 15/100
+    text = re.sub(r"(?<=\d)\s*%(?!\s*[\d.(])", "/100", text)  # 15% -> 15/100; 7 % 2 stays modulo
     return text.rstrip("=").strip()
 
 

@@ -32,20 +32,46 @@ def print_last_expression(code: str) -> str:
     return f"{head}\n{tail}" if head else tail
 
 
+def repair_code(code: str) -> str:
+    """Undo a slip small models make inside a JSON string argument: a stray closing ``}`` (or ``"}``) at the very
+    end of the program, left from the JSON they were closing. Only applied when the program does not parse as is
+    and does once the stray characters are gone.
+
+    >>> repair_code('print(52)}')
+    'print(52)'
+    """
+    try:
+        ast.parse(code)
+        return code
+    except SyntaxError:
+        pass
+    candidate = code.rstrip()
+    for _ in range(3):
+        if not candidate.endswith(("}", '"', "'")):
+            break
+        candidate = candidate[:-1].rstrip()
+        try:
+            ast.parse(candidate)
+            return candidate
+        except SyntaxError:
+            continue
+    return code
+
+
 def make_python_tool(sandbox: Sandbox | None = None, *, name: str = "python") -> Tool:
     """A tool that runs a Python program in ``sandbox`` (default limits: 10 s, 512 MB, 1 MB of output) and returns
     what it printed, its error output when it failed, and the sandbox's reason when a limit or rule stopped it."""
     box = sandbox or Sandbox()
 
     def python(code: str) -> str:
-        result = box.run(print_last_expression(code))
+        result = box.run(print_last_expression(repair_code(code)))
         parts = []
         if result.stdout:
             parts.append(result.stdout.rstrip("\n"))
         if result.exit_code != 0 and result.stderr:
             parts.append("stderr:\n" + result.stderr.strip()[-2000:])
         if result.violation:
-            parts.append(f"sandbox: {result.violation}")
+            parts.append(f"violation: {result.violation}")
         if not parts:
             parts.append("(the program printed nothing; use print() to show results)")
         return "\n".join(parts)
