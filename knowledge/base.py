@@ -28,6 +28,7 @@ from knowledge.manifest import Manifest
 from knowledge.splitter import TokenSplitter
 from knowledge.store import ChromaStore
 from knowledge.tokenizer import load_tokenizer
+from llm_backend.errors import ConfigError
 
 if TYPE_CHECKING:
     from knowledge.ingest import IngestReport
@@ -102,7 +103,12 @@ class KnowledgeBase:
     def splitter(self) -> TokenSplitter:
         if self._splitter is None:
             s = self.manifest.splitter
-            tok = load_tokenizer(str(s["tokenizer"]), self.models_dir)
+            try:
+                tok = load_tokenizer(str(s["tokenizer"]), self.models_dir)
+            except ConfigError:
+                # Only new or changed files are split again, so another tokenizer is safe; budgets may shift a bit.
+                log.warning("tokenizer %r of knowledge base %s is not available here; using the packaged MiniLM tokenizer", s["tokenizer"], self.name)
+                tok = load_tokenizer("minilm")
             self._splitter = TokenSplitter(tok, chunk_tokens=int(s["chunk_tokens"]), overlap_tokens=int(s["overlap_tokens"]))
         return self._splitter
 

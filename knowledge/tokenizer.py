@@ -115,7 +115,8 @@ def load_tokenizer(name: str, models_dir: Path | None = None) -> HFTokenizer:
             return _load(str(path), name)
     path = Path(name).expanduser()
     if path.exists():
-        return _load(str(path), path.name if path.is_dir() else path.parent.name)
+        path = (path / "tokenizer.json" if path.is_dir() else path).resolve()
+        return _load(str(path), str(path))  # the path is the name: a manifest can load it again
     raise ConfigError(
         f"tokenizer {name!r} not found (looked in {models_dir / 'hf' if models_dir else 'no models dir'} and as a path). "
         "Run `ragent serve` once to convert the default model, or use the 'minilm' tokenizer."

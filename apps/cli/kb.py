@@ -54,6 +54,10 @@ def create(
     ),
     chunk_tokens: int = typer.Option(256, help="Chunk size in tokens of the chat model's tokenizer."),
     overlap_tokens: int = typer.Option(32, help="Overlap between consecutive chunks, in tokens."),
+    tokenizer: str | None = typer.Option(
+        None, help="Tokenizer for chunk budgets: a served model's name under the data home, 'minilm', or a tokenizer.json path "
+        "(default: the default chat model's if converted, else minilm)."
+    ),
     chroma_url: str | None = typer.Option(None, help="Chroma server (e.g. http://10.0.0.5:8000) instead of the embedded store."),
     description: str = typer.Option("", help="What the knowledge base holds."),
 ) -> None:
@@ -61,7 +65,8 @@ def create(
     with _errors():
         registry, _ = _registry()
         kb = registry.create(
-            name, embedder=embedder, chunk_tokens=chunk_tokens, overlap_tokens=overlap_tokens, chroma_url=chroma_url, description=description
+            name, embedder=embedder, chunk_tokens=chunk_tokens, overlap_tokens=overlap_tokens, tokenizer=tokenizer,
+            chroma_url=chroma_url, description=description,
         )
         s = kb.manifest.splitter
         typer.echo(

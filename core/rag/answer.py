@@ -61,6 +61,13 @@ class Citation:
     inferred: bool = False
 
     @property
+    def short_label(self) -> str:
+        """File name (or title) and the innermost heading: enough context for the model, few tokens."""
+        name = self.source.rsplit("/", 1)[-1] if self.source else self.title
+        inner = self.section.rsplit(" > ", 1)[-1] if self.section else ""
+        return " · ".join(p for p in (name, inner) if p)
+
+    @property
     def label(self) -> str:
         """Short human label: file name (or title), section, page."""
         name = self.source.rsplit("/", 1)[-1] if self.source else self.title
@@ -159,7 +166,7 @@ def _citation(number: int, hit: Hit, text: str) -> Citation:
 def build_messages(question: str, sources: Sequence[Citation], language: str, *, template: str = "answer") -> list[Message]:
     """The chat messages for a cited answer (pure function: test it by comparing dicts)."""
     tpl = load_template(template)
-    passages = [{"number": c.number, "label": c.label, "text": c.text} for c in sources]
+    passages = [{"number": c.number, "label": c.short_label, "text": c.text} for c in sources]
     return [
         {"role": "system", "content": tpl.render(language, "system")},
         {"role": "user", "content": tpl.render(language, "user", question=question, passages=passages)},
