@@ -18,6 +18,7 @@ run without the sandbox.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -152,7 +153,7 @@ class Sandbox:
             "--ro-bind", str(launcher), "/.sandbox/launcher.py",
             "--ro-bind", str(program), "/work/main.py",
             "--chdir", "/work",
-            "--unshare-all", "--unshare-user", "--disable-userns",
+            "--unshare-all", "--unshare-user", *(["--disable-userns"] if _bwrap_has("--disable-userns") else []),
             "--uid", "1000", "--gid", "1000",
             "--hostname", "sandbox",
             "--die-with-parent", "--new-session",
@@ -280,6 +281,19 @@ class Sandbox:
 
 
 _CHECKED: set[tuple[str | None]] = set()
+
+
+@functools.cache
+def _bwrap_has(option: str) -> bool:
+    """Whether the installed bubblewrap knows ``option`` (``--disable-userns`` came in 0.8)."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return False
+    try:
+        out = subprocess.run([bwrap, "--help"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return option in out.stdout + out.stderr
 
 
 def _feed(proc: subprocess.Popen[bytes], data: bytes) -> None:

@@ -38,8 +38,11 @@ DENIED_SYSCALLS = (
 _SCMP_ACT_ALLOW = 0x7FFF0000
 _SCMP_ACT_ERRNO = 0x00050000
 _SCMP_CMP_NE = 1
+_SCMP_CMP_MASKED_EQ = 7
 _EPERM = 1
+_ENOSYS = 38
 _AF_UNIX = 1
+_CLONE_NEWUSER = 0x10000000
 
 
 def _fail(message: str) -> None:
@@ -97,6 +100,15 @@ def _install_seccomp() -> None:
         nr = lib.seccomp_syscall_resolve_name(name.encode())
         if nr >= 0 and lib.seccomp_rule_add_array(ctx, deny, nr, 1, ctypes.byref(not_unix)) != 0:
             _fail(f"seccomp rule for {name} rejected")
+    # No new user namespace (the door to every other namespace) even where bwrap lacks --disable-userns. clone3
+    # passes its flags in memory that seccomp cannot read, so it answers ENOSYS and the C library falls back to clone.
+    new_user = ArgCmp(0, _SCMP_CMP_MASKED_EQ, _CLONE_NEWUSER, _CLONE_NEWUSER)
+    nr = lib.seccomp_syscall_resolve_name(b"clone")
+    if nr >= 0 and lib.seccomp_rule_add_array(ctx, deny, nr, 1, ctypes.byref(new_user)) != 0:
+        _fail("seccomp rule for clone rejected")
+    nr = lib.seccomp_syscall_resolve_name(b"clone3")
+    if nr >= 0 and lib.seccomp_rule_add_array(ctx, _SCMP_ACT_ERRNO | _ENOSYS, nr, 0, None) != 0:
+        _fail("seccomp rule for clone3 rejected")
     if lib.seccomp_load(ctx) != 0:
         _fail("seccomp_load failed")
     lib.seccomp_release(ctx)
