@@ -1,8 +1,9 @@
 """Official BFCL verdicts for given model outputs; runs in ``.venv-bench`` where ``bfcl-eval`` is installed with
 ``--no-deps`` (its full dependency set pulls a CUDA torch). Called by ``eval_fidelity.py``.
 
-Input: a JSON file ``{"data_dir": ..., "items": [{"id", "category", "output", "system_prompt"}]}``.
-Output (stdout): ``{"verdicts": {id: bool}, "prompt_mismatches": [ids]}``.
+Input: a JSON file ``{"data_dir": ..., "items": [{"id", "category", "output", "system_prompt"[, "key"]}]}``.
+Output (stdout): ``{"verdicts": {key or id: bool}, "prompt_mismatches": [ids]}`` (``key`` lets a test judge several
+outputs for one question).
 
 bfcl-eval's checker module imports its model registry, which imports every provider SDK (anthropic, google,
 mistral, ...); none of them is used by the checker, so missing ones are replaced by empty stub modules. The
@@ -22,18 +23,14 @@ from unittest import mock
 
 
 class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Resolve any module that is not installed to a stub whose attributes are mocks."""
+    """Resolve the named missing packages (and their submodules) to stubs whose attributes are mocks."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
-        for finder in sys.meta_path:
-            if finder is self:
-                continue
-            try:
-                spec = finder.find_spec(fullname, path, target)  # type: ignore[call-arg]
-            except (ImportError, AttributeError, ValueError):
-                spec = None
-            if spec is not None:
-                return None  # really installed: let the normal machinery load it
+        if fullname.split(".")[0] not in self.names:
+            return None
         return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
@@ -49,7 +46,18 @@ class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 def main() -> None:
     with open(sys.argv[1], encoding="utf-8") as fh:
         payload = json.load(fh)
-    sys.meta_path.append(_StubFinder())
+    stubs = _StubFinder()
+    sys.meta_path.append(stubs)
+    for _ in range(100):  # stub each missing provider SDK the model registry imports, one at a time
+        try:
+            import bfcl_eval.eval_checker.ast_eval.ast_checker  # noqa: F401
+            break
+        except ModuleNotFoundError as exc:
+            if not exc.name or exc.name.startswith("bfcl_eval"):
+                raise
+            stubs.names.add(exc.name.split(".")[0])
+            for mod in [m for m in sys.modules if m.startswith("bfcl_eval")]:
+                del sys.modules[mod]
     from bfcl_eval.constants.default_prompts import DEFAULT_SYSTEM_PROMPT_FORMAT
     from bfcl_eval.constants.enums import Language
     from bfcl_eval.eval_checker.ast_eval.ast_checker import ast_checker
@@ -76,13 +84,14 @@ def main() -> None:
         except FileNotFoundError:
             pass
 
-    model_name = "Qwen/Qwen2.5-0.5B-Instruct"  # a prompting model: function names are not rewritten
+    model_name = "qwen3-8b"  # a prompting ("Prompt") model in the registry: function names are not rewritten
     verdicts: dict[str, bool] = {}
     mismatches: list[str] = []
     for item in payload["items"]:
         entry, category, output = entries[item["id"]], item["category"], item["output"]
+        key = item.get("key", item["id"])
         functions_with_hint = _func_doc_language_specific_pre_processing(copy.deepcopy(entry["function"]), category)
-        if formulate_system_prompt(DEFAULT_SYSTEM_PROMPT_FORMAT, functions_with_hint) != item.get("system_prompt"):
+        if formulate_system_prompt(DEFAULT_SYSTEM_PROMPT_FORMAT, functions_with_hint) != item.get("system_prompt") and item["id"] not in mismatches:
             mismatches.append(item["id"])
         if "irrelevance" in category:
             try:
@@ -90,18 +99,18 @@ def main() -> None:
                 has_call = not is_empty_output(decoded)
             except Exception:
                 has_call = False
-            verdicts[item["id"]] = not has_call
+            verdicts[key] = not has_call
             continue
         try:
             decoded = default_decode_ast_prompting(output)
         except Exception:
-            verdicts[item["id"]] = False
+            verdicts[key] = False
             continue
         if not is_function_calling_format_output(decoded):
-            verdicts[item["id"]] = False
+            verdicts[key] = False
             continue
         result = ast_checker(entry["function"], decoded, answers[item["id"]], Language.PYTHON, category, model_name)
-        verdicts[item["id"]] = bool(result["valid"])
+        verdicts[key] = bool(result["valid"])
     json.dump({"verdicts": verdicts, "prompt_mismatches": mismatches}, sys.stdout)
 
 

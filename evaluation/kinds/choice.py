@@ -8,16 +8,21 @@ digits into single tokens.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from evaluation.kinds.base import RequestEvaluator
+from evaluation.kinds.base import EvalContext, RequestEvaluator
 from evaluation.metrics import acc, acc_norm, argmax
 from evaluation.prompts import as_text, build_turns, doc_choices, doc_target
-from evaluation.types import Request, Response, Sample
+from evaluation.types import Request, Response, Sample, SampleRecord
 from llm_backend.errors import ConfigError
 
 LOGLIKELIHOOD_PARAMS = {"max_tokens": 0, "echo": True, "logprobs": 1, "temperature": 0.0}
+
+# Above this many characters (~ one 128-token KV block on vLLM) the first option is scored alone and the others after
+# it, so that they find the shared prompt in the server's prefix cache instead of computing it again each.
+PRIME_PREFIX_CHARS = 480
 
 
 def split_context(context: str, continuation: str) -> tuple[str, str]:
@@ -51,6 +56,17 @@ class MultipleChoiceEvaluator(RequestEvaluator):
             loglikelihood_request(context, self.task.prompt.target_delimiter + choice, tag=choice)
             for choice in doc_choices(self.task, sample.doc)
         ]
+
+    async def evaluate(self, sample: Sample, ctx: EvalContext) -> SampleRecord:
+        requests = self.requests(sample)
+        first = requests[0] if requests else None
+        if first is not None and (first.continuation_start or 0) >= PRIME_PREFIX_CHARS and self.task.options.get("prime_prefix", True):
+            head = await ctx.send(first)
+            rest = await asyncio.gather(*(ctx.send(r) for r in requests[1:]))
+            responses = [head, *rest]
+        else:
+            responses = list(await asyncio.gather(*(ctx.send(r) for r in requests)))
+        return self.record(sample, requests, responses)
 
     def prompt_of(self, requests: Sequence[Request]) -> Any:
         if not requests:

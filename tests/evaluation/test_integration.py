@@ -1,0 +1,44 @@
+"""Integration: 20 GSM8K samples and a few MMLU questions on the real model server, with a report and plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from evaluation.registry import TaskRegistry
+from evaluation.report import write_run_report
+from evaluation.runner import RunOptions, run_task
+from llm_backend.client import OpenAIChatClient
+from llm_backend.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def test_gsm8k_20_samples_real_server(real_client: OpenAIChatClient, shared_data: Path, tmp_path: Path) -> None:
+    settings = Settings.load(base_url=real_client.base_url, home=tmp_path / "home", data_dir=shared_data, concurrency=8)
+    client = OpenAIChatClient(settings)
+    result = run_task(TaskRegistry().get("gsm8k"), client=client, settings=settings, options=RunOptions(limit=20, concurrency=8, use_cache=False))
+    run_dir = Path(result.run_dir)
+    saved = json.loads((run_dir / "results.json").read_text())
+    assert saved["counts"]["samples"] == 20 and saved["counts"]["errors"] == 0
+    assert 0.0 <= saved["metrics"]["exact_match,strict-match"]["value"] <= 1.0
+    assert saved["model"] == client.model and saved["server"] == real_client.base_url
+    assert saved["provenance"]["git"]["commit"] and saved["provenance"]["packages"]["openai"]
+    records = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
+    assert len(records) == 20 and all(r["responses"][0]["text"] for r in records)
+    # Most answers of an instruct model after 5 worked examples end with "#### N": the strict extractor finds them.
+    assert sum(r["extracted"]["strict-match"] != "[invalid]" for r in records) >= 10
+    report = write_run_report(run_dir)
+    assert "exact_match,strict-match (primary)" in report.read_text()
+    assert (run_dir / "metrics.png").stat().st_size > 1000 and (run_dir / "latency.png").exists()
+
+
+def test_mmlu_loglikelihood_real_server(real_client: OpenAIChatClient, shared_data: Path, tmp_path: Path) -> None:
+    settings = Settings.load(base_url=real_client.base_url, home=tmp_path / "home", data_dir=shared_data, concurrency=8)
+    task = TaskRegistry().get("mmlu").with_overrides(data={"include_groups": ["high_school_geography"]})
+    result = run_task(task, client=OpenAIChatClient(settings), settings=settings, options=RunOptions(limit=5, concurrency=8))
+    assert result.counts["scored"] == 5 and result.metrics["acc"].n == 5
+    lps = [r for r in (Path(result.run_dir) / "samples.jsonl").read_text().splitlines()]
+    assert all(all(lp < 0 for lp in json.loads(x)["extra"]["logprobs"]) for x in lps)
