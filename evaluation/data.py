@@ -40,6 +40,8 @@ class TaskData:
     fewshot: dict[str | None, list[dict[str, Any]]] = field(default_factory=dict)
     root: Path | None = None
     groups: list[str] = field(default_factory=list)
+    corpus: list[dict[str, Any]] = field(default_factory=list)
+    """Every row of the evaluation split before ``--limit`` (a RAG task indexes all passages, not only the asked)."""
 
 
 def dataset_root(task: TaskSpec, data_dir: Path | None, dataset_dir: Path | None = None) -> Path:
@@ -251,8 +253,10 @@ def load_task_data(
 
     per_group: dict[str, list[Sample]] = {}
     answers: dict[str, Any] = {}
+    corpus: list[dict[str, Any]] = []
     for group, path in files:
         rows = _read(spec.format, path)
+        corpus.extend(rows)
         if spec.answers is not None:
             answers = _answers(task, root, group)
         key = group or ""
@@ -291,7 +295,7 @@ def load_task_data(
                 pool.append(doc)
             fewshot[group] = pool
     groups = sorted(k for k in per_group if k)
-    return TaskData(samples=samples, fewshot=fewshot, root=root, groups=groups)
+    return TaskData(samples=samples, fewshot=fewshot, root=root, groups=groups, corpus=corpus)
 
 
 def _answers(task: TaskSpec, root: Path, group: str | None) -> dict[str, Any]:

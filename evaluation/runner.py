@@ -179,7 +179,7 @@ async def arun_task(
         log.info("%s: resuming, %d of %d samples already scored", task.name, len(done), len(data.samples))
 
     cache = ResponseCache(cache_path(settings.home)).open() if options.use_cache else None
-    ctx = EvalContext(send=cached_sender(client, model_name, cache), client=client, model=model_name)
+    ctx = EvalContext(send=cached_sender(client, model_name, cache), client=client, model=model_name, cache=cache)
     fresh: dict[str, SampleRecord] = {}
     started = time.perf_counter()
     started_at = datetime.now(UTC).isoformat(timespec="seconds")

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from evaluation.cache import ResponseCache
 from evaluation.data import TaskData
 from evaluation.prompts import doc_gold, select_fewshot
 from evaluation.send import SendFn
@@ -22,6 +23,7 @@ class EvalContext:
     send: SendFn
     client: Any = None
     model: str = ""
+    cache: ResponseCache | None = None
 
 
 class Evaluator(Protocol):

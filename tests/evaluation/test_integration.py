@@ -42,3 +42,12 @@ def test_mmlu_loglikelihood_real_server(real_client: OpenAIChatClient, shared_da
     assert result.counts["scored"] == 5 and result.metrics["acc"].n == 5
     lps = [r for r in (Path(result.run_dir) / "samples.jsonl").read_text().splitlines()]
     assert all(all(lp < 0 for lp in json.loads(x)["extra"]["logprobs"]) for x in lps)
+
+
+def test_rag_and_agent_on_real_server(real_client: OpenAIChatClient, shared_data: Path, tmp_path: Path) -> None:
+    settings = Settings.load(base_url=real_client.base_url, home=tmp_path / "home", data_dir=shared_data, concurrency=2)
+    client = OpenAIChatClient(settings)
+    rag = run_task(TaskRegistry().get("rag_cmrc2018"), client=client, settings=settings, options=RunOptions(limit=2, concurrency=2))
+    assert rag.counts["errors"] == 0 and rag.metrics["recall@5"].n == 2 and "answer_f1" in rag.metrics
+    agent = run_task(TaskRegistry().get("agent_gsm8k"), client=client, settings=settings, options=RunOptions(limit=2, concurrency=2))
+    assert agent.counts["scored"] == 2 and agent.metrics["steps"].value >= 1
