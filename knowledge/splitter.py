@@ -102,12 +102,10 @@ def _boundary_level(text: str, pos: int) -> int:
     """How good a cut is just before ``text[pos]``: 3 paragraph, 2 line/sentence end, 1 clause or space, 0 other."""
     if pos <= 0 or pos >= len(text):
         return 3
-    before = text[:pos]
-    tail = before[-4:]
-    if tail.endswith("\n\n") or tail.endswith("\n\r\n") or (before.endswith("\n") and text[pos] == "\n"):
-        return 3
-    prev = before[-1]
+    prev = text[pos - 1]
     if prev == "\n":
+        if text[pos] == "\n" or (pos >= 2 and text[pos - 2] == "\n") or (pos >= 3 and text[pos - 3 : pos - 1] == "\n\r"):
+            return 3
         return 2
     # Skip closing quotes/brackets: '。”' ends a sentence too.
     i = pos - 1

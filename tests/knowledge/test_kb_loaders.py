@@ -85,7 +85,7 @@ def test_bad_file_corpus(tmp_path: Path, make_pdf, make_docx) -> None:
     make_pdf(corpus / "encrypted.pdf", ["secret text"], password="pw")
     (corpus / "image.png").write_bytes(b"\x89PNG\r\n")  # unsupported type inside a folder: ignored, not an error
 
-    kb = KnowledgeBaseRegistry(tmp_path / "home").create("bad", embedder="hash")
+    kb = KnowledgeBaseRegistry(tmp_path / "home").create("bad", embedder="none")
     report = kb.ingest([corpus])
 
     ingested = set(report.added)
