@@ -42,7 +42,7 @@ log = logging.getLogger("eval_fidelity")
 
 def ours(task: str, *, settings: Settings, out: Path, concurrency: int, **opts: Any) -> tuple[Any, list[Any], float]:
     client = OpenAIChatClient(settings.model_copy(update={"concurrency": concurrency}))
-    options = RunOptions(concurrency=concurrency, use_cache=False, show_progress=True, data_dir=settings.data_dir, **opts)
+    options = RunOptions(concurrency=concurrency, use_cache=False, rerun=True, show_progress=True, data_dir=settings.data_dir, **opts)
     start = time.perf_counter()
     result = run_task(TaskRegistry(settings.home).get(task), client=client, settings=settings, options=options, run_dir=out, model=client.model)
     wall = time.perf_counter() - start
@@ -207,10 +207,14 @@ def main() -> None:
     args.model = args.model or OpenAIChatClient(settings).model
     settings = settings.model_copy(update={"model": args.model})
 
-    report: dict[str, Any] = {"server": args.base_url, "model": args.model, "concurrency": args.concurrency}
+    previous = work / "fidelity.json"
+    report: dict[str, Any] = json.loads(previous.read_text()) if previous.is_file() else {}  # parts run earlier are kept
+    report.update({"server": args.base_url, "model": args.model, "concurrency": args.concurrency})
     for name in args.only.split(","):
         log.warning("fidelity: %s", name)
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
         report[name] = {"gsm8k": gsm8k, "mmlu": mmlu, "humaneval": humaneval, "bfcl": bfcl}[name](args, settings, work)
+        report[name]["started"] = started
         (work / "fidelity.json").write_text(json.dumps(report, indent=2))
         print(json.dumps(report[name], indent=2), flush=True)
     print(f"written {work / 'fidelity.json'}")
