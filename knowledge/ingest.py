@@ -163,7 +163,8 @@ def ingest(
         found: dict[str, Path] = {}
         for path, explicit in iter_files(paths):
             if not path.exists():
-                report.failed.append(FileError(str(path), "no such file or folder"))
+                if str(path.resolve()) not in manifest.files:  # a known file that is gone is removed below
+                    report.failed.append(FileError(str(path), "no such file or folder"))
                 continue
             if not is_supported(path):
                 if explicit:
@@ -172,7 +173,7 @@ def ingest(
                     report.ignored.append(str(path))
                 continue
             found[str(path.resolve())] = path
-        roots = [str(Path(p).resolve()) for p in paths if Path(p).exists()]
+        roots = [str(Path(p).resolve()) for p in paths]
 
         # -- removed files --------------------------------------------------------------------------------------
         for key in sorted(k for k in manifest.files if _under(k, roots) and k not in found and not os.path.exists(k)):

@@ -66,6 +66,12 @@ def test_incremental_and_idempotent(tmp_path: Path) -> None:
     assert count == len(stored) == sum(len(v) for v in files.values())
     assert not any("第2号文件" in t for t in stored.values())
     assert any("全新的内容" in t for t in stored.values())
+    # a file named on its own that is gone is dropped too
+    single = corpus / "doc 003.md"
+    single.unlink()
+    fourth = kb.ingest([single])
+    assert [Path(p).name for p in fourth.removed] == ["doc 003.md"] and not fourth.failed
+    files, stored, count = _state(kb)
     # the BM25 index follows the store
     index = kb.bm25_index()
     assert {c.id for c in index.chunks} == set(stored)
