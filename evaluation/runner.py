@@ -41,7 +41,7 @@ from evaluation.send import cached_sender
 from evaluation.store import RunStore
 from evaluation.task import TaskSpec
 from evaluation.types import MetricValue, RunResult, Sample, SampleRecord
-from llm_backend.errors import RagentError
+from llm_backend.errors import ConfigError, RagentError
 from llm_backend.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class RunOptions:
     use_cache: bool = True
     rerun: bool = False
     show_progress: bool = False
+    shard: tuple[int, int] | None = None  # (i, n): only samples with index % n == i, for runs split over endpoints
     evaluator_options: dict[str, Any] = field(default_factory=dict)
 
     def identity(self) -> dict[str, Any]:
@@ -72,6 +73,7 @@ class RunOptions:
             "num_fewshot": self.num_fewshot,
             "seed": self.seed,
             "max_tokens": self.max_tokens,
+            **({"shard": list(self.shard)} if self.shard else {}),
         }
 
 
@@ -168,6 +170,11 @@ async def arun_task(
 
     data_dir = options.data_dir or settings.data_dir
     data = load_task_data(task, data_dir=data_dir, dataset_dir=options.dataset_dir, limit=options.limit, limit_per_group=options.limit_per_group)
+    if options.shard is not None:
+        i, n = options.shard
+        if not 0 <= i < n:
+            raise ConfigError(f"shard {i}/{n} is invalid: use I/N with 0 <= I < N")
+        data.samples = [s for s in data.samples if s.index % n == i]
     evaluator = make_evaluator(task, **options.evaluator_options)
     evaluator.prepare(data)
 
@@ -275,6 +282,44 @@ async def arun_task(
         run_dir=str(run_dir),
     )
     store.write_results(result)
+    return result
+
+
+def merge_runs(run_dirs: Sequence[Path], out: Path) -> RunResult:
+    """Combine the shards of one run (same task file, model and options, ``--shard I/N``) into ``out``."""
+    stores = [RunStore(d) for d in run_dirs]
+    results = [s.read_results() for s in stores]
+    first = results[0]
+
+    def key(r: RunResult) -> tuple[Any, ...]:
+        cfg = {k: v for k, v in r.config.items() if k not in ("shard", "fingerprint", "concurrency", "use_cache")}
+        return (r.task.get("sha256"), r.model, json.dumps(cfg, sort_keys=True, default=str))
+
+    for d, r in zip(run_dirs, results, strict=True):
+        if key(r) != key(first):
+            raise ConfigError(f"{d} is not a shard of the same run as {run_dirs[0]} (task file, model or options differ)")
+    records: dict[str, SampleRecord] = {}
+    for store in stores:
+        for rec in store.read_samples():
+            records.setdefault(rec.sample_id, rec)
+    merged = sorted(records.values(), key=lambda r: r.index)
+    target = RunStore(out)
+    target.dir.mkdir(parents=True, exist_ok=True)
+    target.compact(merged)
+    metrics, groups, counts = aggregate(merged)
+    wall = max(r.timings.get("wall_s", 0.0) for r in results)
+    result = RunResult(
+        run_id=first.run_id + "+merged", task=first.task, model=first.model, server=", ".join(sorted({r.server for r in results})),
+        metrics=metrics, primary_metric=first.primary_metric, counts=counts, groups=groups,
+        config={**{k: v for k, v in first.config.items() if k != "shard"}, "merged_from": [str(d) for d in run_dirs]},
+        settings=first.settings, provenance=first.provenance,
+        timings={"wall_s": wall, "samples_evaluated": sum(int(r.timings.get("samples_evaluated", 0)) for r in results),
+                 "samples_per_s": round(len(merged) / wall, 4) if wall else 0.0,
+                 "prompt_tokens": sum(int(r.timings.get("prompt_tokens", 0)) for r in results),
+                 "completion_tokens": sum(int(r.timings.get("completion_tokens", 0)) for r in results)},
+        complete=counts["errors"] == 0, run_dir=str(out),
+    )
+    target.write_results(result)
     return result
 
 

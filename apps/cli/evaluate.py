@@ -91,6 +91,7 @@ def run(
     model: str | None = typer.Option(None, "--model", help="Served model name (default: the server's first)."),
     out: Path | None = typer.Option(None, "--out", help="Run directory (default: <home>/eval/runs/<task>/<model>/<id>)."),
     rerun: bool = typer.Option(False, "--rerun", help="Discard a previous run in the same directory instead of resuming it."),
+    shard: str | None = typer.Option(None, "--shard", help="I/N: evaluate every N-th sample from the I-th (0-based), e.g. one shard per server; combine with `ragent eval merge`."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the response cache."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write report.md and plots when done."),
     as_json: bool = typer.Option(False, "--json", help="Print the results JSON instead of a table."),
@@ -103,12 +104,13 @@ def run(
 
     try:
         settings = _settings(base_url=base_url, model=model, data_dir=data_dir, concurrency=concurrency)
+        shard_pair = _parse_shard(shard) if shard else None
         spec = TaskRegistry(settings.home).get(task)
         client = OpenAIChatClient(settings)
         options = RunOptions(
             limit=limit, limit_per_group=limit_per_group, num_fewshot=num_fewshot, seed=seed, max_tokens=max_tokens,
             concurrency=concurrency, data_dir=settings.data_dir, dataset_dir=dataset_dir, use_cache=not no_cache,
-            rerun=rerun, show_progress=True,
+            rerun=rerun, show_progress=True, shard=shard_pair,
         )
         result = run_task(spec, client=client, settings=settings, options=options, run_dir=out)
     except RagentError as exc:
@@ -124,6 +126,36 @@ def run(
         typer.echo(json.dumps({**result.to_dict(), "run_dir": str(run_dir), "report": str(report_path) if report_path else None}, indent=2, ensure_ascii=False))
         return
     _print_result(result, run_dir, report_path)
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    from llm_backend.errors import ConfigError
+
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError as exc:
+        raise ConfigError(f"--shard takes I/N (e.g. 0/2), not {text!r}") from exc
+    return i, n
+
+
+@app.command("merge")
+def merge_cmd(
+    out: Path = typer.Argument(..., help="Run directory to write the combined result to."),
+    run_dirs: list[Path] = typer.Argument(..., help="The shard run directories (ragent eval run --shard I/N)."),
+    report: bool = typer.Option(True, "--report/--no-report", help="Write report.md and plots."),
+) -> None:
+    """Combine the shards of one run (e.g. evaluated on several servers) into one result."""
+    from evaluation.report import write_run_report
+    from evaluation.runner import merge_runs
+    from llm_backend.errors import RagentError
+
+    try:
+        result = merge_runs(run_dirs, out)
+        report_path = write_run_report(out) if report else None
+    except RagentError as exc:
+        _fail(exc)
+        return
+    _print_result(result, out, report_path)
 
 
 def _print_result(result: Any, run_dir: Path, report_path: Path | None) -> None:

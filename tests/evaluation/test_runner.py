@@ -158,3 +158,29 @@ def test_multiple_choice_by_loglikelihood(tmp_path: Path) -> None:
     assert client.prompts[0].startswith("The following are multiple choice questions (with answers) about math.\n\n1+1?\nA. 1")
     rec = RunStore(Path(result.run_dir)).read_samples()[0]
     assert rec.extracted == {"choice": "B"} and rec.extra["logprobs"] == [-2.0, -0.5, -3.0, -4.0]
+
+
+def test_shards_merge_into_the_full_run(tmp_path: Path, tiny) -> None:
+    from evaluation.runner import merge_runs
+
+    task_file, data = tiny
+    task = TaskRegistry().get(str(task_file))
+    settings = _settings(tmp_path, data)
+    full = run_task(task, client=ScriptedChatClient(default=_answer), settings=settings, options=RunOptions(use_cache=False), run_dir=tmp_path / "full")
+    shards = []
+    for i in range(2):
+        client = ScriptedChatClient(default=_answer)
+        r = run_task(task, client=client, settings=settings, options=RunOptions(use_cache=False, shard=(i, 2)), run_dir=tmp_path / f"s{i}")
+        assert len(client.calls) == 3 and r.counts["samples"] == 3
+        shards.append(tmp_path / f"s{i}")
+    merged = merge_runs(shards, tmp_path / "merged")
+    assert merged.counts["samples"] == 6
+    assert merged.metrics["exact_match,strict"].value == full.metrics["exact_match,strict"].value
+    ids = [json.loads(x)["sample_id"] for x in (tmp_path / "merged" / "samples.jsonl").read_text().splitlines()]
+    assert ids == [str(i) for i in range(6)]
+    other = run_task(task.with_overrides(fewshot={"n": 0}), client=ScriptedChatClient(default=_answer), settings=settings,
+                     options=RunOptions(use_cache=False, shard=(0, 2)), run_dir=tmp_path / "other")
+    from llm_backend.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not a shard of the same run"):
+        merge_runs([shards[0], Path(other.run_dir)], tmp_path / "bad")
