@@ -50,9 +50,9 @@ log = logging.getLogger("benchmarks.agent")
 
 COT_SYSTEM = "Solve the math word problem step by step. At the end, write the final line as: The answer is <number>."
 AGENT_INSTRUCTIONS = (
-    "Solve the math word problem. First call python with a short program that computes the answer: one variable "
-    "per quantity in the problem, a comment for each step, and print the result. Then call final_answer with the "
-    "number only."
+    "Solve the math word problem. In the thought, reason step by step about the quantities in the problem. Then "
+    "compute the answer with a tool: python (a short program that prints the result) or calculator. When the tool "
+    "has given the result, call final_answer with the number only."
 )
 BFCL_CATEGORIES = ("simple_python", "multiple", "parallel")
 
@@ -146,9 +146,9 @@ async def gsm8k_cot(client: OpenAIChatClient, row: dict[str, Any], max_tokens: i
             "finish_reason": reply.finish_reason, "output": reply.text}
 
 
-async def gsm8k_agent(client: OpenAIChatClient, tools: list[Tool], row: dict[str, Any], max_steps: int, max_tokens: int) -> dict[str, Any]:
+async def gsm8k_agent(client: OpenAIChatClient, tools: list[Tool], row: dict[str, Any], mode: str, max_steps: int, max_tokens: int) -> dict[str, Any]:
     rec: dict[str, Any] = {"bench": "gsm8k-tools", "id": row["id"], "gold": row["gold"]}
-    agent = Agent(client, tools, mode="native", max_steps=max_steps, instructions=AGENT_INSTRUCTIONS, max_tokens=max_tokens)
+    agent = Agent(client, tools, mode=mode, max_steps=max_steps, instructions=AGENT_INSTRUCTIONS, max_tokens=max_tokens)
     try:
         result = await agent.arun(row["question"])
     except BackendError as exc:
@@ -158,7 +158,7 @@ async def gsm8k_agent(client: OpenAIChatClient, tools: list[Tool], row: dict[str
             "parse_failures": result.parse_failures, "invalid_calls": result.invalid_calls, "tool_errors": result.tool_errors,
             "stop_reason": result.stop_reason, "prompt_tokens": result.usage.prompt_tokens,
             "completion_tokens": result.usage.completion_tokens, "final_answer": result.final_answer,
-            "calls": [[c.name, c.raw_arguments[:1500], c.observation[:300]] for s in result.steps for c in s.tool_calls]}
+            "calls": [[c.name, c.raw_arguments[:2000], c.observation[:300]] for s in result.steps for c in s.tool_calls]}
 
 
 def summarize(records: list[dict[str, Any]], total: int) -> dict[str, Any]:
@@ -191,7 +191,7 @@ async def bench_gsm8k(client: OpenAIChatClient, args: argparse.Namespace, log_: 
             if bench == "gsm8k-cot":
                 rec = await gsm8k_cot(client, row, args.cot_max_tokens)
             else:
-                rec = await gsm8k_agent(client, tools, row, args.max_steps, args.step_max_tokens)
+                rec = await gsm8k_agent(client, tools, row, args.agent_mode, args.max_steps, args.step_max_tokens)
             log_.add(rec)
 
         await run_all(todo, work, args.concurrency, bench)
@@ -287,7 +287,8 @@ def markdown(results: dict[str, Any]) -> str:
         first = next(iter(g.values()))["samples"]
         lines += [f"| GSM8K (first {first} test) | accuracy | mean steps | parse failures | invalid calls | prompt tokens | completion tokens | errors |",
                   "|---|---|---|---|---|---|---|---|"]
-        names = {"gsm8k-cot": "chain-of-thought, no tools", "gsm8k-tools": "agent, calculator + python (native, required)"}
+        mode = results.get("gsm8k_agent_mode", "native-think")
+        names = {"gsm8k-cot": "chain-of-thought, no tools", "gsm8k-tools": f"agent ({mode}), calculator + python"}
         for bench, s in g.items():
             acc = f"{s['accuracy']:.3f} ({s['correct']}/{s['finished'] - s['errors']})" if s["accuracy"] is not None else "-"
             lines.append(f"| {names.get(bench, bench)} | {acc} | {s['mean_steps']} | {s['parse_failures']} | {s['invalid_calls']} | "
@@ -319,6 +320,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", default="gsm8k,bfcl,attacks", help="comma-separated: gsm8k, bfcl, attacks")
     p.add_argument("--limit", type=int, default=200, help="GSM8K problems (first N of test)")
     p.add_argument("--gsm8k-configs", default="gsm8k-cot,gsm8k-tools")
+    p.add_argument("--agent-mode", default="native-think", help="agent mode for gsm8k-tools (native-think, native, react-json)")
     p.add_argument("--max-steps", type=int, default=4)
     p.add_argument("--step-max-tokens", type=int, default=512)
     p.add_argument("--cot-max-tokens", type=int, default=512)
@@ -348,6 +350,7 @@ def main(argv: list[str] | None = None) -> None:
         results["attacks"] = bench_attacks()
     if "gsm8k" in only:
         results["gsm8k"] = asyncio.run(bench_gsm8k(client, args, samples))
+        results["gsm8k_agent_mode"] = args.agent_mode
     if "bfcl" in only:
         results["bfcl"] = asyncio.run(bench_bfcl(client, args, samples))
     try:

@@ -51,8 +51,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class AgentResult:
-    """How a run ended. ``stop_reason`` is ``"final_answer"`` or ``"max_steps"`` (then ``final_answer`` is what the
-    forced last step gave, possibly ``None``). ``parse_failures`` counts replies that could not be turned into an
+    """How a run ended. ``stop_reason`` is ``"final_answer"``, ``"max_steps"`` or ``"repeated_call"`` (in the last
+    two, ``final_answer`` is what the forced last step gave, possibly ``None``). ``parse_failures`` counts replies that could not be turned into an
     action; ``invalid_calls`` unknown tools and invalid arguments; ``tool_errors`` tools that raised."""
 
     task: str
@@ -106,6 +106,13 @@ class AgentResult:
         )
 
 
+def _repeats(steps: Sequence[ActionStep]) -> bool:
+    """The last step made exactly the calls of the one before (and they were well-formed)."""
+    if len(steps) < 2 or not steps[-1].tool_calls or steps[-1].parse_failure:
+        return False
+    return [c.signature() for c in steps[-1].tool_calls] == [c.signature() for c in steps[-2].tool_calls]
+
+
 @dataclass(frozen=True)
 class _ModelCall:
     request: ChatRequest
@@ -125,6 +132,7 @@ class Agent:
     ``mode`` is ``"auto"`` (native tool calls, or react-json on llama.cpp), ``"native"``, ``"react-json"``,
     ``"react"`` or an :class:`~core.agent.modes.AgentMode`. ``instructions`` are added to the system prompt.
     ``params`` (temperature, max_tokens, seed, ...) go to every request; the default is greedy decoding.
+    ``stop_repeats``: when a step repeats the previous step's calls exactly, the next step is the forced final one.
     ``metadata`` is stored in the trace's run record (the CLI keeps its tool options there to resume with).
     """
 
@@ -139,6 +147,7 @@ class Agent:
         trace_path: str | Path | None = None,
         force_final_answer: bool = True,
         observation_chars: int = 4000,
+        stop_repeats: bool = True,
         metadata: dict[str, Any] | None = None,
         **params: Any,
     ) -> None:
@@ -154,6 +163,7 @@ class Agent:
         self.trace_path = Path(trace_path) if trace_path else None
         self.force_final_answer = force_final_answer
         self.observation_chars = observation_chars
+        self.stop_repeats = stop_repeats
         self.metadata = dict(metadata or {})
         self.params: dict[str, Any] = {"temperature": 0.0, "max_tokens": 512, **params}
         self._final = final_answer_tool()
@@ -174,11 +184,19 @@ class Agent:
         start = time.monotonic()
         model = self._model_name()
         yield RunStarted(memory.task, self.mode.name, model, tuple(self.toolbox.names), self.max_steps, resumed)
-        last_step = self.max_steps + (1 if self.force_final_answer else 0)
-        while memory.final_answer is None and len(memory.steps) < last_step:
+        stop_reason = "final_answer"
+        forced = False
+        while memory.final_answer is None:
             number = len(memory.steps) + 1
-            # Past the limit: one last step whose only possible call is final_answer.
-            final = number > self.max_steps
+            # Past the step limit, or when the model repeats its last call word for word (a small model's loop),
+            # one last step is asked for whose only possible call is final_answer.
+            reason = "max_steps" if number > self.max_steps else "repeated_call" if self.stop_repeats and _repeats(memory.steps) else None
+            if reason is not None and (forced or not self.force_final_answer):
+                stop_reason = reason if stop_reason == "final_answer" else stop_reason
+                break
+            final = reason is not None
+            if final:
+                forced, stop_reason = True, reason or stop_reason
             yield StepStarted(number)
             began = time.monotonic()
             request = self.mode.request(memory, self.toolbox, final=final)
@@ -210,9 +228,8 @@ class Agent:
             if trace is not None:
                 trace.step(step)
             yield StepFinished(step)
-        within_limit = memory.final_answer is not None and len(memory.steps) <= self.max_steps
         result = AgentResult.from_steps(
-            memory.task, memory.steps, "final_answer" if within_limit else "max_steps",
+            memory.task, memory.steps, stop_reason,
             duration_s=time.monotonic() - start, mode=self.mode.name, model=model,
             trace_path=str(self.trace_path) if self.trace_path else None,
         )

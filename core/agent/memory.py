@@ -29,13 +29,23 @@ class AgentToolCall:
     raw_arguments: str = ""
     observation: str = ""
     error: str | None = None
+    thought: str = ""
+    """The reasoning the model wrote in the call's ``thought`` argument (native mode with ``think=True``)."""
     fault: str | None = None
     """What kind of fault ``error`` is: ``"parse"``, ``"invalid_arguments"``, ``"unknown_tool"``, ``"tool_error"``
     or ``"final_answer"`` (a final answer given together with other calls, or without a valid ``answer``)."""
 
     def arguments_json(self) -> str:
-        """Arguments as JSON text that is always valid (malformed input is replaced by ``{}`` when rendered)."""
-        return json.dumps(self.arguments if self.arguments is not None else {}, ensure_ascii=False)
+        """Arguments as JSON text that is always valid (malformed input is replaced by ``{}`` when rendered), with
+        the call's thought first when it had one, as the model wrote it."""
+        args = self.arguments if self.arguments is not None else {}
+        if self.thought:
+            args = {"thought": self.thought, **args}
+        return json.dumps(args, ensure_ascii=False)
+
+    def signature(self) -> tuple[str, str]:
+        """What the call does (name and arguments, without the thought): equal signatures repeat a call."""
+        return self.name, json.dumps(self.arguments, sort_keys=True, ensure_ascii=False)
 
 
 @dataclass

@@ -32,7 +32,7 @@ from core.tools.registry import Toolbox
 from llm_backend.errors import ConfigError, did_you_mean
 from llm_backend.types import ChatResult, Message
 
-MODES = ("native", "react-json", "react")
+MODES = ("native", "native-think", "react-json", "react")
 
 
 @cache
@@ -124,17 +124,41 @@ def _loose_json(text: str) -> Any:
         return json.loads(match.group(0))
 
 
-class NativeToolMode:
-    """OpenAI tool calls; ``tool_choice="required"`` each step, the named ``final_answer`` when forced."""
+THOUGHT = "thought"
+THOUGHT_SCHEMA = {"type": "string", "description": "Your reasoning, step by step, before this call: what you know and what the call will do."}
 
-    name = "native"
+
+def with_thought(spec: dict[str, Any]) -> dict[str, Any]:
+    """A tool spec whose arguments start with a required ``thought`` string. Constrained decoding writes properties
+    in schema order, so the model reasons first and then fills in the real arguments: chain-of-thought inside a
+    well-formed call."""
+    fn = dict(spec["function"])
+    params = dict(fn.get("parameters") or {"type": "object", "properties": {}})
+    params["properties"] = {THOUGHT: THOUGHT_SCHEMA, **params.get("properties", {})}
+    params["required"] = [THOUGHT, *[r for r in params.get("required", []) if r != THOUGHT]]
+    fn["parameters"] = params
+    return {**spec, "function": fn}
+
+
+class NativeToolMode:
+    """OpenAI tool calls; ``tool_choice="required"`` each step, the named ``final_answer`` when forced.
+
+    ``think=True`` adds a required ``thought`` argument, first, to every tool but ``final_answer``
+    (:func:`with_thought`); it is taken out before the tool runs and kept as the step's thought. Small models that
+    go straight to a call without reasoning do better with it."""
+
     format: StepFormat = "tool_calls"
+
+    def __init__(self, *, think: bool = False) -> None:
+        self.think = think
+        self.name = "native-think" if think else "native"
 
     def system_prompt(self, toolbox: Toolbox, instructions: str | None) -> str:
         return render("native_system", instructions=instructions or "")
 
     def request(self, memory: AgentMemory, toolbox: Toolbox, *, final: bool) -> ChatRequest:
-        tools = [*toolbox.schemas(), final_answer_tool().to_openai()]
+        specs = [with_thought(s) for s in toolbox.schemas()] if self.think else toolbox.schemas()
+        tools = [*specs, final_answer_tool().to_openai()]
         if final:
             return ChatRequest(_final_messages(memory), {"tools": tools, "tool_choice": FINAL_ANSWER})
         return ChatRequest(memory.to_messages(), {"tools": tools, "tool_choice": "required"})
@@ -149,14 +173,18 @@ class NativeToolMode:
             except ValueError as exc:
                 args, error = None, str(exc)
                 errors.append(error)
-            calls.append(AgentToolCall(tc.id or _call_id(), tc.name, args, tc.arguments, error=error, fault="parse" if error else None))
+            thought = ""
+            if self.think and args is not None and tc.name != FINAL_ANSWER:
+                thought = str(args.pop(THOUGHT, "") or "").strip()
+            calls.append(AgentToolCall(tc.id or _call_id(), tc.name, args, tc.arguments, error=error, thought=thought, fault="parse" if error else None))
         if not calls:
             recovered = _calls_from_text(reply.text)
             if recovered:
                 return ParsedReply(thought="", calls=recovered)
             names = ", ".join([*toolbox.names, FINAL_ANSWER])
             return ParsedReply(thought=reply.text.strip(), error=render("native_no_call", names=names), parse_failure=True)
-        return ParsedReply(thought=reply.text.strip(), calls=calls, error="; ".join(errors) or None, parse_failure=bool(errors))
+        thought = "\n".join(t for t in [reply.text.strip(), *(c.thought for c in calls)] if t)
+        return ParsedReply(thought=thought, calls=calls, error="; ".join(errors) or None, parse_failure=bool(errors))
 
 
 def _calls_from_text(text: str) -> list[AgentToolCall]:
@@ -289,9 +317,11 @@ def parse_react_text(text: str, toolbox: Toolbox) -> ParsedReply:
 
 
 def make_mode(name: str) -> AgentMode:
-    """``native``, ``react-json`` or ``react``."""
+    """``native``, ``native-think`` (a ``thought`` argument first in every call), ``react-json`` or ``react``."""
     if name == "native":
         return NativeToolMode()
+    if name == "native-think":
+        return NativeToolMode(think=True)
     if name == "react-json":
         return ReactMode(constrained=True)
     if name == "react":

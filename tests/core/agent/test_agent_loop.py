@@ -160,7 +160,7 @@ def test_backend_down_is_raised_and_the_run_resumes_from_its_trace(tmp_path: Pat
 
 
 def test_step_limit_forces_one_final_answer_call() -> None:
-    client = ScriptedChatClient([call("calculator", {"expression": "1+1"})] * 2 + [final("2")])
+    client = ScriptedChatClient([call("calculator", {"expression": "1+1"}), call("calculator", {"expression": "2+2"}), final("2")])
     result = Agent(client, [calculator], mode="native", max_steps=2).run("loop")
     assert result.stop_reason == "max_steps"
     assert result.final_answer == "2"
@@ -170,11 +170,40 @@ def test_step_limit_forces_one_final_answer_call() -> None:
 
 
 def test_step_limit_without_forcing_stops_without_answer() -> None:
-    client = ScriptedChatClient([call("calculator", {"expression": "1+1"})] * 5)
+    client = ScriptedChatClient([call("calculator", {"expression": f"{n}+1"}) for n in range(5)])
     result = Agent(client, [calculator], mode="native", max_steps=3, force_final_answer=False).run("loop")
     assert result.stop_reason == "max_steps"
     assert result.final_answer is None
     assert len(client.calls) == 3
+
+
+def test_a_repeated_call_forces_the_final_answer() -> None:
+    same = call("calculator", {"expression": "60 * 9"})
+    client = ScriptedChatClient([same, same, final("540")])
+    result = Agent(client, [calculator], mode="native", max_steps=8).run("loop?")
+    assert result.stop_reason == "repeated_call" and result.final_answer == "540"
+    assert len(client.calls) == 3 and client.calls[-1]["tool_choice"] == "final_answer"
+    # Without the guard the model would go on until the step limit.
+    again = ScriptedChatClient([same, same, same, final("540")])
+    result = Agent(again, [calculator], mode="native", max_steps=3, stop_repeats=False).run("loop?")
+    assert result.stop_reason == "max_steps" and len(again.calls) == 4
+
+
+def test_think_mode_puts_a_thought_first_in_every_call_and_strips_it() -> None:
+    client = ScriptedChatClient([
+        call("lookup_price", {"thought": "I need the apple price.", "item": "apple"}),
+        final("0.5"),
+    ])
+    result = Agent(client, [lookup_price], mode="native-think").run("apple price?")
+    assert CALLS == [{"item": "apple"}]  # the thought never reaches the tool
+    assert result.steps[0].thought == "I need the apple price."
+    spec = next(t for t in client.calls[0]["tools"] if t["function"]["name"] == "lookup_price")["function"]["parameters"]
+    assert list(spec["properties"]) == ["thought", "item"] and spec["required"] == ["thought", "item"]
+    final_spec = next(t for t in client.calls[0]["tools"] if t["function"]["name"] == "final_answer")["function"]["parameters"]
+    assert "thought" not in final_spec["properties"]
+    # The history shows the call as the model wrote it, thought included.
+    history = client.calls[1]["messages"][2]["tool_calls"][0]["function"]["arguments"]
+    assert json.loads(history) == {"thought": "I need the apple price.", "item": "apple"}
 
 
 def test_reply_without_tool_call_is_a_parse_failure_with_a_nudge() -> None:
