@@ -2,13 +2,13 @@
 
 Example::
 
-    from evaluation import run_task, TaskRegistry
+    from evaluation import RunOptions, TaskRegistry, run_task
     from llm_backend.client import OpenAIChatClient
     from llm_backend.settings import Settings
 
     settings = Settings.load(data_dir="../shared/data")
     result = run_task(TaskRegistry(settings.home).get("gsm8k"), client=OpenAIChatClient(settings), settings=settings,
-                      limit=20)
+                      options=RunOptions(limit=20))
     print(result.metrics["exact_match,strict-match"].value)
 
 A run lives in a directory (default ``<home>/eval/runs/<task>/<model>/<fingerprint>``, where the fingerprint

@@ -28,7 +28,7 @@ def _responder(body: dict[str, Any]) -> FakeReply:
     q = body["messages"][-1]["content"]
     i = int(q.split("*")[1].split("?")[0])
     text = f"so {2 * i}\n#### {2 * i}" if i % 4 else "no idea"
-    return FakeReply(text=text, delay=0.15)
+    return FakeReply(text=text, delay=0.25)
 
 
 def _asked(server: FakeOpenAIServer) -> list[str]:
