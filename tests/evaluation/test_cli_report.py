@@ -93,3 +93,24 @@ def test_leaderboard_prefers_larger_runs(tmp_path: Path) -> None:
     assert board["a"]["gsm8k"].value == 0.5 and board["a"]["gsm8k"].n == 200
     md = leaderboard_markdown(board)
     assert md.index("| a |") < md.index("| b |")
+
+
+def test_report_of_grouped_run_has_group_table_and_plot(tmp_path: Path) -> None:
+    from evaluation.registry import TaskRegistry
+    from evaluation.report import write_run_report
+    from evaluation.runner import RunOptions, run_task
+    from llm_backend.settings import Settings
+
+    from .test_runner import _LogprobClient
+
+    folder = tmp_path / "data" / "mc" / "test"
+    folder.mkdir(parents=True)
+    for subject in ("astronomy", "virology"):
+        (folder / f"{subject}_test.csv").write_text("question,choice0,choice1,choice2,choice3,answer\nq1?,a,b,c,d,1\nq2?,a,b,c,d,0\n")
+    task = TaskRegistry().get("mmlu").with_overrides(data={"dir": "mc"})
+    settings = Settings.load(home=tmp_path / "home", data_dir=tmp_path / "data")
+    result = run_task(task, client=_LogprobClient({"A": -2.0, "B": -0.5, "C": -3.0, "D": -4.0}), settings=settings, options=RunOptions())
+    assert set(result.groups) == {"astronomy", "virology"} and result.groups["virology"]["acc"].value == 0.5
+    report = write_run_report(Path(result.run_dir)).read_text()
+    assert "## By group" in report and "| astronomy | 50.00 | 2 |" in report
+    assert (Path(result.run_dir) / "groups.png").exists()
