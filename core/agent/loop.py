@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 class AgentResult:
     """How a run ended. ``stop_reason`` is ``"final_answer"``, ``"max_steps"`` or ``"repeated_call"`` (in the last
     two, ``final_answer`` is what the forced last step gave, possibly ``None``). ``parse_failures`` counts replies that could not be turned into an
-    action; ``invalid_calls`` unknown tools and invalid arguments; ``tool_errors`` tools that raised."""
+    action; ``invalid_calls`` unknown tools and invalid arguments; ``tool_errors`` tools that raised;
+    ``repaired_steps`` steps whose first reply missed the tool's schema and were asked again with the tool forced."""
 
     task: str
     final_answer: str | None
@@ -63,6 +64,7 @@ class AgentResult:
     parse_failures: int = 0
     invalid_calls: int = 0
     tool_errors: int = 0
+    repaired_steps: int = 0
     duration_s: float = 0.0
     mode: str = ""
     model: str = ""
@@ -80,6 +82,7 @@ class AgentResult:
             "parse_failures": self.parse_failures,
             "invalid_calls": self.invalid_calls,
             "tool_errors": self.tool_errors,
+            "repaired_steps": self.repaired_steps,
             "duration_s": round(self.duration_s, 3),
             "mode": self.mode,
             "model": self.model,
@@ -102,6 +105,7 @@ class AgentResult:
             parse_failures=sum(s.parse_failure for s in steps),
             invalid_calls=sum(1 for s in steps for c in s.tool_calls if c.fault in ("invalid_arguments", "unknown_tool", "final_answer")),
             tool_errors=sum(1 for s in steps for c in s.tool_calls if c.fault == "tool_error"),
+            repaired_steps=sum(s.repaired for s in steps),
             **extra,
         )
 
@@ -202,9 +206,17 @@ class Agent:
             request = self.mode.request(memory, self.toolbox, final=final)
             reply: ChatResult = yield _ModelCall(ChatRequest(request.messages, {**self.params, **request.kwargs}))
             parsed = self.mode.parse(reply, self.toolbox)
+            usage, repaired = reply.usage, False
+            retry = self.mode.repair(memory, self.toolbox, parsed)
+            if retry is not None:
+                second: ChatResult = yield _ModelCall(ChatRequest(retry.messages, {**self.params, **retry.kwargs}))
+                fixed = self.mode.parse(second, self.toolbox)
+                usage = usage + second.usage
+                if fixed.calls and not fixed.parse_failure:
+                    reply, parsed, repaired = second, fixed, True
             step = ActionStep(
-                step=number, thought=parsed.thought, tool_calls=parsed.calls, error=parsed.error, usage=reply.usage,
-                model_output=reply.text, format=self.mode.format, parse_failure=parsed.parse_failure,
+                step=number, thought=parsed.thought, tool_calls=parsed.calls, error=parsed.error, usage=usage,
+                model_output=reply.text, format=self.mode.format, parse_failure=parsed.parse_failure, repaired=repaired,
             )
             yield ModelReplied(number, step.thought, tuple(step.tool_calls), step.error if step.parse_failure else None)
             for call in step.tool_calls:

@@ -52,7 +52,8 @@ class AgentToolCall:
 class ActionStep:
     """One step of a run: ``step`` (1-based), the model's ``thought``, its ``tool_calls`` with their observations,
     the joined ``observation``, the ``error`` of the step (unparseable reply, invalid call, tool failure),
-    ``usage``. ``model_output`` is the raw text reply; ``format`` says how to render it back."""
+    ``usage``. ``model_output`` is the raw text reply; ``format`` says how to render it back. ``repaired``: the
+    first reply did not fit the tool's schema and the step was asked again with the tool forced."""
 
     step: int
     thought: str = ""
@@ -63,6 +64,7 @@ class ActionStep:
     model_output: str = ""
     format: StepFormat = "tool_calls"
     parse_failure: bool = False
+    repaired: bool = False
     final_answer: str | None = None
     duration_s: float = 0.0
 

@@ -98,6 +98,8 @@ class AgentMode(Protocol):
 
     def parse(self, reply: ChatResult, toolbox: Toolbox) -> ParsedReply: ...
 
+    def repair(self, memory: AgentMemory, toolbox: Toolbox, parsed: ParsedReply) -> ChatRequest | None: ...
+
 
 def _call_id() -> str:
     return f"call_{uuid.uuid4().hex[:12]}"
@@ -162,6 +164,28 @@ class NativeToolMode:
         if final:
             return ChatRequest(_final_messages(memory), {"tools": tools, "tool_choice": FINAL_ANSWER})
         return ChatRequest(memory.to_messages(), {"tools": tools, "tool_choice": "required"})
+
+    def repair(self, memory: AgentMemory, toolbox: Toolbox, parsed: ParsedReply) -> ChatRequest | None:
+        """A second, fully constrained request when the one call of a reply does not fit its tool's schema.
+
+        vLLM constrains ``tool_choice="required"`` to a list of ``{"name", "parameters"}`` objects but (as of 0.32,
+        xgrammar) not each tool's own parameter schema: small models then sometimes send a string, or another
+        tool's arguments. A *named* tool choice is constrained by the tool's exact schema, so the same step is asked
+        again with ``tool_choice=<that tool>``."""
+        if len(parsed.calls) != 1:
+            return None
+        call = parsed.calls[0]
+        target = final_answer_tool() if call.name == FINAL_ANSWER else toolbox.get(call.name)
+        if target is None:
+            return None  # an unknown tool: the observation will list the real ones
+        if call.arguments is not None:
+            try:
+                target.validate(call.arguments)
+                return None
+            except ValueError:
+                pass
+        specs = [with_thought(s) for s in toolbox.schemas()] if self.think else toolbox.schemas()
+        return ChatRequest(memory.to_messages(), {"tools": [*specs, final_answer_tool().to_openai()], "tool_choice": call.name})
 
     def parse(self, reply: ChatResult, toolbox: Toolbox) -> ParsedReply:
         calls: list[AgentToolCall] = []
@@ -252,6 +276,10 @@ class ReactMode:
 
     def parse(self, reply: ChatResult, toolbox: Toolbox) -> ParsedReply:
         return parse_react_json(reply.text) if self.constrained else parse_react_text(reply.text, toolbox)
+
+    def repair(self, memory: AgentMemory, toolbox: Toolbox, parsed: ParsedReply) -> ChatRequest | None:
+        """No second request: the JSON schema already constrains the whole reply."""
+        return None
 
 
 def parse_react_json(text: str) -> ParsedReply:

@@ -88,17 +88,29 @@ def test_multi_step_run_with_native_tool_calls() -> None:
     assert result.usage.prompt_tokens == 30
 
 
+def test_a_call_that_misses_its_schema_is_asked_again_with_the_tool_forced() -> None:
+    client = ScriptedChatClient([call("calculator", '"1 + 1"'), call("calculator", {"expression": "1 + 1"}), final("2")])
+    result = Agent(client, [calculator], mode="native").run("1+1?")
+    assert result.final_answer == "2"
+    assert result.parse_failures == 0 and result.repaired_steps == 1
+    assert [c.get("tool_choice") for c in client.calls] == ["required", "calculator", "required"]
+    assert client.calls[1]["messages"] == client.calls[0]["messages"]  # the same step, asked again
+    assert result.steps[0].observation == "2" and result.steps[0].repaired
+    assert result.usage.prompt_tokens == 30  # both requests of the step are counted
+
+
 def test_malformed_tool_call_json_is_an_observation_and_counted() -> None:
-    client = ScriptedChatClient([call("calculator", '{"expression": "1 +'), call("calculator", {"expression": "1 + 1"}), final("2")])
+    bad = call("calculator", '{"expression": "1 +')
+    client = ScriptedChatClient([bad, bad, call("calculator", {"expression": "1 + 1"}), final("2")])
     result = Agent(client, [calculator], mode="native").run("1+1?")
     assert result.final_answer == "2"
     assert result.parse_failures == 1
     step = result.steps[0]
-    assert step.parse_failure and step.tool_calls[0].arguments is None
-    observation = tool_messages(client.calls[1])[0]
+    assert step.parse_failure and step.tool_calls[0].arguments is None and not step.repaired
+    observation = tool_messages(client.calls[2])[0]
     assert "not valid JSON" in observation and "calculator" in observation
     # The malformed arguments are replaced by {} in the history so the server can render the conversation.
-    assert client.calls[1]["messages"][2]["tool_calls"][0]["function"]["arguments"] == "{}"
+    assert client.calls[2]["messages"][2]["tool_calls"][0]["function"]["arguments"] == "{}"
 
 
 def test_unknown_tool_is_an_observation_with_a_suggestion() -> None:
@@ -111,7 +123,8 @@ def test_unknown_tool_is_an_observation_with_a_suggestion() -> None:
 
 
 def test_invalid_arguments_never_reach_the_function() -> None:
-    client = ScriptedChatClient([call("lookup_price", {"name": "apple"}), final("unknown")])
+    wrong = call("lookup_price", {"name": "apple"})
+    client = ScriptedChatClient([wrong, wrong, final("unknown")])
     result = Agent(client, [lookup_price], mode="native").run("price?")
     assert CALLS == []
     assert result.invalid_calls == 1
