@@ -420,6 +420,58 @@ def run_latency(sizes: Sequence[int], embedder_name: str, work: Path, data: Sequ
     return out
 
 
+# -- report ----------------------------------------------------------------------------------------------------------------
+LABELS = {
+    "a_tinyrag": "(a) TinyRAG: fixed 600-token chunks, dense cosine brute force",
+    "b_langchain_chroma": "(b) LangChain RecursiveCharacterTextSplitter + langchain-chroma",
+    "c_bm25": "(c) BM25 alone (bm25s, jieba)",
+    "d_ours_dense": "(d) ours, dense",
+    "e_ours_hybrid": "(e) ours, hybrid (weights tuned on dev)",
+    "e_ours_hybrid_shipped_weights": "(e') ours, hybrid with the shipped weights",
+    "e0_ours_hybrid_equal_rrf": "ours, hybrid with equal-weight RRF (for reference)",
+    "f_ours_hybrid_llm_rerank_sample": "(f) ours, hybrid + LLM rerank (sample)",
+    "e_ours_hybrid_same_sample": "(e) on the same sample, without rerank",
+}
+
+
+def to_markdown(results: dict[str, Any]) -> str:
+    """Tables for docs/benchmarks.md."""
+    lines: list[str] = []
+    for q in results.get("quality", []):
+        lines += [
+            f"**{q['set']}** ({q['language']}, embedder `{q['embedder']}`): {q['docs']} passages, {q['questions_test']} test "
+            f"questions (the other {q['questions_dev']} tuned the fusion weights: dense {q['tuned_weights']['dense']}, "
+            f"BM25 {q['tuned_weights']['bm25']}). Chunks: ours {q['ours_chunks']}, TinyRAG {q['tinyrag_chunks']}, "
+            f"LangChain {q['langchain_chunks']}.",
+            "",
+            "| method | recall@1 | recall@5 | recall@10 | MRR@10 |",
+            "|---|---|---|---|---|",
+        ]
+        for key, m in q["methods"].items():
+            lines.append(f"| {LABELS.get(key, key)} | {m['recall@1']:.3f} | {m['recall@5']:.3f} | {m['recall@10']:.3f} | {m['mrr@10']:.3f} |")
+        lines.append("")
+    tp = results.get("throughput")
+    if tp:
+        lines += [
+            f"Ingestion, {tp['set']} files, embedder `{tp['embedder']}`, chunk size matched (~{tp['mean_chunk_chars']} characters; "
+            f"ours {tp['chunks']['ours']} chunks, LangChain {tp['chunks']['langchain']}), median of {len(tp['runs']['ours'])} alternating runs:",
+            "",
+            "| pipeline | chunks/s |",
+            "|---|---|",
+            f"| ours (load, split, embed in a worker thread, Chroma, BM25 index) | {tp['ours_chunks_per_s']:.1f} |",
+            f"| LangChain (read, RecursiveCharacterTextSplitter, Chroma.from_documents) | {tp['langchain_chunks_per_s']:.1f} |",
+            f"| ratio | {tp['ratio']:.2f}x |",
+            "",
+        ]
+    lat = results.get("latency")
+    if lat:
+        lines += ["| chunks | query embedder | p50 ms | p95 ms | max ms | build s |", "|---|---|---|---|---|---|"]
+        for row in lat:
+            lines.append(f"| {row['chunks']:,} | {row['embedder']} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} | {row['max_ms']:.1f} | {row['build_s']:.0f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 # -- main ------------------------------------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -437,6 +489,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rerank-sample", type=int, default=0, help="questions per set for hybrid + LLM rerank (needs the server)")
     parser.add_argument("--base-url", default=None)
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    parser.add_argument("--markdown", type=Path, default=None, help="write markdown tables here")
+    parser.add_argument("--render", type=Path, nargs="*", default=None, help="only render these result JSON files as markdown")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for noisy in ("httpx", "bm25s", "chromadb", "jieba"):
@@ -444,6 +498,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
+    if args.render is not None:
+        for path in args.render:
+            print(to_markdown(json.loads(path.read_text())))
+        return 0
     skip = set(filter(None, args.skip.split(",")))
     loaders = {"cmrc2018": (load_cmrc, args.embedder_zh), "clapnq": (load_clapnq, args.embedder_en)}
     sets = [s for s in args.sets.split(",") if s]
@@ -469,6 +527,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, ensure_ascii=False, indent=1))
+    if args.markdown:
+        args.markdown.write_text(to_markdown(results))
     return 0
 
 
