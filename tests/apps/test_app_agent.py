@@ -26,7 +26,7 @@ def _texts(elements: object) -> str:
 
 def _run(at: AppTest, task: str) -> AppTest:
     at.text_area(key="agent_task_text").set_value(task)
-    [b for b in at.button if b.label == "Run the agent"][0].click().run()
+    next(b for b in at.button if b.label == "Run the agent").click().run()
     assert not at.exception, at.exception
     return at
 

@@ -106,7 +106,7 @@ def test_unsupported_upload_is_refused_with_the_reason_and_good_files_are_added(
     at = _app()
     at.file_uploader(key="uploader").set_value([
         ("setup.exe", b"MZ\x90\x00binary", "application/octet-stream"),
-        ("notes.md", "# Notes\n\nThe sandbox uses bubblewrap namespaces.\n".encode(), "text/markdown"),
+        ("notes.md", b"# Notes\n\nThe sandbox uses bubblewrap namespaces.\n", "text/markdown"),
         ("scan.pdf", b"%PDF-1.4 this is not really a pdf", "application/pdf"),
     ])
     submit = [b for b in at.button if b.label == "Add to knowledge base"]
@@ -132,21 +132,21 @@ def test_unsupported_upload_is_refused_with_the_reason_and_good_files_are_added(
 def test_empty_upload_selection_says_what_to_do(fake_server: FakeOpenAIServer) -> None:
     make_kb("guide", GUIDE_FILES)
     at = _app()
-    [b for b in at.button if b.label == "Add to knowledge base"][0].click().run()
+    next(b for b in at.button if b.label == "Add to knowledge base").click().run()
     assert "choose one or more files first" in _texts(at.error)
 
 
 def test_create_a_knowledge_base_from_the_sidebar(fake_server: FakeOpenAIServer) -> None:
     at = _app()
     at.sidebar.text_input[0].set_value("my-notes")
-    [b for b in at.sidebar.button if b.label == "Create"][0].click().run()
+    next(b for b in at.sidebar.button if b.label == "Create").click().run()
     assert not at.exception, at.exception
     at.run()
     assert at.sidebar.selectbox(key="kb").value == "my-notes"
     assert "is empty" in _texts(at.info)
     # an invalid name is refused with the rule
     at.sidebar.text_input[0].set_value("bad name!")
-    [b for b in at.sidebar.button if b.label == "Create"][0].click().run()
+    next(b for b in at.sidebar.button if b.label == "Create").click().run()
     assert "invalid knowledge base name" in _texts(at.sidebar.error)
 
 

@@ -67,7 +67,7 @@ def _start(at: AppTest, task: str, limit: int, data: Path | None) -> AppTest:
     at.number_input(key="eval_limit").set_value(limit)
     if data is not None:
         at.text_input(key="eval_data_dir").set_value(str(data))
-    [b for b in at.button if b.label == "Start the run"][0].click().run()
+    next(b for b in at.button if b.label == "Start the run").click().run()
     assert not at.exception, at.exception
     return at
 

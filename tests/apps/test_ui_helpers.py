@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -114,7 +115,7 @@ def test_format_scores() -> None:
 
 
 def test_history_messages_leave_out_failed_turns() -> None:
-    turns = [
+    turns: list[dict[str, Any]] = [
         {"role": "user", "content": "q1"},
         {"role": "assistant", "content": "a1", "sources": []},
         {"role": "user", "content": "q2"},
