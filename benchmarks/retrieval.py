@@ -239,15 +239,32 @@ class Ours:
         self.kb.ingest([Path(next(iter(ds.files))).parent])
         return self.kb.manifest.n_chunks()
 
-    def mean_chunk_chars(self) -> int:
-        lengths = [len(c.text) for c in self.kb.store.iter_chunks()]
-        return round(sum(lengths) / max(len(lengths), 1))
-
     def doc_of(self, hit: Any) -> str:
         return Path(str(hit.meta["source"])).stem
 
     def ranking(self, retriever: Any, query: str, k: int) -> list[str]:
         return dedupe([self.doc_of(h) for h in retriever.retrieve(query, k * 3)])[:k]
+
+
+def matched_chunk_size(ds: Dataset, target_chunks: int) -> int:
+    """The RecursiveCharacterTextSplitter chunk_size (overlap 1/8 of it) that makes about ``target_chunks`` chunks
+    of the files: LangChain and we then make as many chunks, so chunks/s compare like with like."""
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    texts = [Path(p).read_text(encoding="utf-8") for p in ds.files]
+
+    def count(size: int) -> int:
+        splitter = RecursiveCharacterTextSplitter(chunk_size=size, chunk_overlap=size // 8)
+        return sum(len(splitter.split_text(t)) for t in texts)
+
+    lo, hi = 100, 8000
+    while hi - lo > 10:
+        mid = (lo + hi) // 2
+        if count(mid) > target_chunks:
+            lo = mid
+        else:
+            hi = mid
+    return hi
 
 
 def models_dir() -> Path:
@@ -298,8 +315,8 @@ def run_quality(ds: Dataset, embedder_name: str, work: Path, rerank_sample: int,
     t = time.perf_counter()
     tiny = TinyRAG(emb, tok)
     res["tinyrag_chunks"] = tiny.build(ds)
-    res["ours_mean_chunk_chars"] = ours.mean_chunk_chars()
-    lc = LangChainPipeline(emb, work / "langchain", chunk_size=res["ours_mean_chunk_chars"], overlap=res["ours_mean_chunk_chars"] // 8)
+    res["langchain_chunk_size"] = matched_chunk_size(ds, res["ours_chunks"])
+    lc = LangChainPipeline(emb, work / "langchain", chunk_size=res["langchain_chunk_size"], overlap=res["langchain_chunk_size"] // 8)
     res["langchain_chunks"] = lc.build(ds)
     log.info("%s: baselines built in %.0f s", ds.name, time.perf_counter() - t)
 
@@ -355,7 +372,7 @@ def run_throughput(ds: Dataset, embedder_name: str, work: Path, repeats: int) ->
         o = Ours(emb, work / f"home{r}", "tp", embedder_name)
         n = o.build(ds)
         ours_runs.append(n / (time.perf_counter() - t))
-        size = o.mean_chunk_chars()  # same chunk size for LangChain, so chunks/s compare like with like
+        size = matched_chunk_size(ds, n)  # as many chunks for LangChain, so chunks/s compare like with like
         emb2 = make_embedder(embedder_name)
         assert emb2 is not None
         emb2.embed_documents(["warm up"])
@@ -371,7 +388,7 @@ def run_throughput(ds: Dataset, embedder_name: str, work: Path, repeats: int) ->
         "ours_chunks_per_s": statistics.median(ours_runs),
         "langchain_chunks_per_s": statistics.median(lc_runs),
         "ratio": statistics.median(ours_runs) / statistics.median(lc_runs),
-        "mean_chunk_chars": sizes[0],
+        "langchain_chunk_size": sizes[0],
         "chunks": {"ours": sizes[1], "langchain": sizes[2]},
         "runs": {"ours": ours_runs, "langchain": lc_runs},
     }
@@ -450,10 +467,10 @@ def to_markdown(results: dict[str, Any]) -> str:
         for key, m in q["methods"].items():
             lines.append(f"| {LABELS.get(key, key)} | {m['recall@1']:.3f} | {m['recall@5']:.3f} | {m['recall@10']:.3f} | {m['mrr@10']:.3f} |")
         lines.append("")
-    tp = results.get("throughput")
-    if tp:
+    tps = results.get("throughput") or []
+    for tp in tps if isinstance(tps, list) else [tps]:
         lines += [
-            f"Ingestion, {tp['set']} files, embedder `{tp['embedder']}`, chunk size matched (~{tp['mean_chunk_chars']} characters; "
+            f"Ingestion, {tp['set']} files, embedder `{tp['embedder']}`, LangChain chunk_size {tp['langchain_chunk_size']} characters, chosen to make as many chunks as ours ("
             f"ours {tp['chunks']['ours']} chunks, LangChain {tp['chunks']['langchain']}), median of {len(tp['runs']['ours'])} alternating runs:",
             "",
             "| pipeline | chunks/s |",
@@ -481,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--embedder-en", default="minilm", help="embedder for ClapNQ")
     parser.add_argument("--sets", default="cmrc2018,clapnq")
     parser.add_argument("--skip", default="", help="comma list of parts to skip: quality,throughput,latency")
-    parser.add_argument("--throughput-embedder", default="minilm")
+    parser.add_argument("--throughput-embedder", default="minilm,hash", help="comma list; hash shows the pipeline without model cost")
     parser.add_argument("--throughput-repeats", type=int, default=3)
     parser.add_argument("--latency-sizes", default="10000,100000")
     parser.add_argument("--latency-embedder", default="e5")
@@ -516,8 +533,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(json.dumps({k: v for k, v in results["quality"][-1].items() if k != "tuning_trials"}, ensure_ascii=False, indent=1), flush=True)
         if "throughput" not in skip:
             ds = load_clapnq(args.data_dir)
-            results["throughput"] = run_throughput(ds, args.throughput_embedder, work / "tp", args.throughput_repeats)
-            print(json.dumps(results["throughput"], indent=1), flush=True)
+            results["throughput"] = []
+            for name in args.throughput_embedder.split(","):
+                results["throughput"].append(run_throughput(ds, name, work / f"tp-{name}", args.throughput_repeats))
+                print(json.dumps(results["throughput"][-1], indent=1), flush=True)
         if "latency" not in skip:
             sizes = [int(x) for x in args.latency_sizes.split(",") if x]
             results["latency"] = run_latency(sizes, args.latency_embedder, work, [load_cmrc(args.data_dir), load_clapnq(args.data_dir)], args.latency_queries)
