@@ -205,7 +205,16 @@ class Agent:
             began = time.monotonic()
             request = self.mode.request(memory, self.toolbox, final=final)
             reply: ChatResult = yield _ModelCall(ChatRequest(request.messages, {**self.params, **request.kwargs}))
-            parsed = self.mode.parse(reply, self.toolbox)
+            parsed = self.mode.parse(reply, self.toolbox, plan=request.plan)
+            if parsed.plan:
+                step = ActionStep(step=number, thought=parsed.thought, observation=render("after_plan"), usage=reply.usage,
+                                  model_output=reply.text, format="plan", duration_s=time.monotonic() - began)
+                yield ModelReplied(number, step.thought, ())
+                memory.steps.append(step)
+                if trace is not None:
+                    trace.step(step)
+                yield StepFinished(step)
+                continue
             usage, repaired = reply.usage, False
             retry = self.mode.repair(memory, self.toolbox, parsed)
             if retry is not None:

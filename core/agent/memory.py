@@ -15,7 +15,7 @@ from typing import Any, Literal
 from llm_backend.types import Message, Usage
 
 FINAL_ANSWER = "final_answer"
-StepFormat = Literal["tool_calls", "react"]
+StepFormat = Literal["tool_calls", "react", "plan"]
 
 
 @dataclass
@@ -70,6 +70,8 @@ class ActionStep:
 
     def to_messages(self) -> list[Message]:
         """The chat messages of this step: the assistant's reply and the observations."""
+        if self.format == "plan":
+            return [{"role": "assistant", "content": self.thought}, {"role": "user", "content": self.observation}]
         if self.format == "react":
             messages: list[Message] = [{"role": "assistant", "content": self.model_output}]
             if self.final_answer is None:

@@ -32,7 +32,7 @@ from core.tools.registry import Toolbox
 from llm_backend.errors import ConfigError, did_you_mean
 from llm_backend.types import ChatResult, Message
 
-MODES = ("native", "native-think", "react-json", "react")
+MODES = ("native", "native-plan", "native-think", "react-json", "react")
 
 
 @cache
@@ -73,6 +73,8 @@ class ChatRequest:
 
     messages: list[Message]
     kwargs: dict[str, Any] = field(default_factory=dict)
+    plan: bool = False
+    """A planning request: the reply is free text (the plan), not a call."""
 
 
 @dataclass
@@ -84,6 +86,7 @@ class ParsedReply:
     calls: list[AgentToolCall] = field(default_factory=list)
     error: str | None = None
     parse_failure: bool = False
+    plan: bool = False
 
 
 class AgentMode(Protocol):
@@ -96,7 +99,7 @@ class AgentMode(Protocol):
 
     def request(self, memory: AgentMemory, toolbox: Toolbox, *, final: bool) -> ChatRequest: ...
 
-    def parse(self, reply: ChatResult, toolbox: Toolbox) -> ParsedReply: ...
+    def parse(self, reply: ChatResult, toolbox: Toolbox, *, plan: bool = False) -> ParsedReply: ...
 
     def repair(self, memory: AgentMemory, toolbox: Toolbox, parsed: ParsedReply) -> ChatRequest | None: ...
 
@@ -145,15 +148,21 @@ def with_thought(spec: dict[str, Any]) -> dict[str, Any]:
 class NativeToolMode:
     """OpenAI tool calls; ``tool_choice="required"`` each step, the named ``final_answer`` when forced.
 
-    ``think=True`` adds a required ``thought`` argument, first, to every tool but ``final_answer``
-    (:func:`with_thought`); it is taken out before the tool runs and kept as the step's thought. Small models that
-    go straight to a call without reasoning do better with it."""
+    ``plan=True`` (``native-plan``) makes the first step a plan in free text (``tool_choice="none"``): the model
+    reasons about the task in its own words, then acts with constrained calls. Small models that go straight to a
+    call otherwise skip the reasoning (and, on GSM8K, get the arithmetic right but the problem wrong).
+
+    ``think=True`` (``native-think``) adds a required ``thought`` argument, first, to every tool but
+    ``final_answer`` (:func:`with_thought`); it is taken out before the tool runs and kept as the step's thought.
+    It needs a server that enforces each tool's schema in ``required`` mode (vLLM 0.32 does not: see
+    :meth:`repair`)."""
 
     format: StepFormat = "tool_calls"
 
-    def __init__(self, *, think: bool = False) -> None:
+    def __init__(self, *, think: bool = False, plan: bool = False) -> None:
         self.think = think
-        self.name = "native-think" if think else "native"
+        self.plan = plan
+        self.name = "native-think" if think else "native-plan" if plan else "native"
 
     def system_prompt(self, toolbox: Toolbox, instructions: str | None) -> str:
         return render("native_system", instructions=instructions or "")
@@ -161,6 +170,8 @@ class NativeToolMode:
     def request(self, memory: AgentMemory, toolbox: Toolbox, *, final: bool) -> ChatRequest:
         specs = [with_thought(s) for s in toolbox.schemas()] if self.think else toolbox.schemas()
         tools = [*specs, final_answer_tool().to_openai()]
+        if self.plan and not memory.steps and not final:
+            return ChatRequest([*memory.to_messages(), {"role": "user", "content": render("plan_request")}], {"tools": tools, "tool_choice": "none"}, plan=True)
         if final:
             return ChatRequest(_final_messages(memory), {"tools": tools, "tool_choice": FINAL_ANSWER})
         return ChatRequest(memory.to_messages(), {"tools": tools, "tool_choice": "required"})
@@ -187,7 +198,9 @@ class NativeToolMode:
         specs = [with_thought(s) for s in toolbox.schemas()] if self.think else toolbox.schemas()
         return ChatRequest(memory.to_messages(), {"tools": [*specs, final_answer_tool().to_openai()], "tool_choice": call.name})
 
-    def parse(self, reply: ChatResult, toolbox: Toolbox) -> ParsedReply:
+    def parse(self, reply: ChatResult, toolbox: Toolbox, *, plan: bool = False) -> ParsedReply:
+        if plan:
+            return ParsedReply(thought=reply.text.strip(), plan=True)
         calls: list[AgentToolCall] = []
         errors: list[str] = []
         for tc in reply.tool_calls:
@@ -274,7 +287,7 @@ class ReactMode:
             return ChatRequest(messages, {"json_schema": self.reply_schema(toolbox, final_only=final)})
         return ChatRequest(messages, {"stop": ["\nObservation:", "Observation:"]})
 
-    def parse(self, reply: ChatResult, toolbox: Toolbox) -> ParsedReply:
+    def parse(self, reply: ChatResult, toolbox: Toolbox, *, plan: bool = False) -> ParsedReply:
         return parse_react_json(reply.text) if self.constrained else parse_react_text(reply.text, toolbox)
 
     def repair(self, memory: AgentMemory, toolbox: Toolbox, parsed: ParsedReply) -> ChatRequest | None:
@@ -345,9 +358,12 @@ def parse_react_text(text: str, toolbox: Toolbox) -> ParsedReply:
 
 
 def make_mode(name: str) -> AgentMode:
-    """``native``, ``native-think`` (a ``thought`` argument first in every call), ``react-json`` or ``react``."""
+    """``native``, ``native-plan`` (a free-text plan first), ``native-think`` (a ``thought`` argument first in every
+    call), ``react-json`` or ``react``."""
     if name == "native":
         return NativeToolMode()
+    if name == "native-plan":
+        return NativeToolMode(plan=True)
     if name == "native-think":
         return NativeToolMode(think=True)
     if name == "react-json":

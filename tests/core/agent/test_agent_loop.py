@@ -371,3 +371,20 @@ def test_reserved_tool_name_and_empty_task_are_refused() -> None:
         Agent(ScriptedChatClient([]), [final_answer])
     with pytest.raises(ConfigError, match="task"):
         Agent(ScriptedChatClient([]), [calculator]).run("  ")
+
+
+def test_plan_mode_reasons_in_words_first_then_acts() -> None:
+    client = ScriptedChatClient([
+        "3 apples at 0.5 each: I need the price, then multiply by 3.",
+        call("calculator", {"expression": "3 * 0.5"}),
+        final("1.5"),
+    ])
+    result = Agent(client, [calculator], mode="native-plan").run("3 apples at 0.5?")
+    assert result.final_answer == "1.5" and result.parse_failures == 0
+    assert client.calls[0]["tool_choice"] == "none"
+    assert "think the task through" in client.calls[0]["messages"][-1]["content"]
+    assert result.steps[0].format == "plan" and result.steps[0].thought.startswith("3 apples")
+    history = client.calls[1]["messages"]
+    assert history[-2] == {"role": "assistant", "content": "3 apples at 0.5 each: I need the price, then multiply by 3."}
+    assert history[-1]["role"] == "user" and "carry out your plan" in history[-1]["content"]
+    assert client.calls[1]["tool_choice"] == "required"
