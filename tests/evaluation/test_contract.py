@@ -63,3 +63,17 @@ def test_multiple_choice_run_through_http(tmp_path: Path) -> None:
     assert sorted(p[-2:] for p in prompts) == [" A", " A", " B", " B", " C", " C", " D", " D"]
     rec = RunStore(Path(result.run_dir)).read_samples()[1]
     assert rec.extra["logprobs"] == [-3.0, -0.2, -1.5, -4.0] and rec.metrics == {"acc": 0.0}
+
+
+async def test_server_without_echo_logprobs_is_a_sample_error() -> None:
+    from llm_backend.types import CompletionResult
+
+    class NoLogprobs:
+        async def achat(self, messages, **kwargs):  # type: ignore[no-untyped-def]
+            raise AssertionError
+
+        async def acompletion(self, prompt: str, **kwargs: Any) -> CompletionResult:
+            return CompletionResult(text=prompt)
+
+    response = await send(NoLogprobs(), loglikelihood_request("Q:", " A"))
+    assert response.error is not None and "echo + logprobs" in response.error
