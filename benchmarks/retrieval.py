@@ -96,6 +96,7 @@ def load_clapnq(data_dir: Path) -> Dataset:
 def write_files(ds: Dataset, root: Path) -> None:
     """One file per passage: markdown with the title as heading where there is a title, else plain text."""
     root.mkdir(parents=True, exist_ok=True)
+    ds.files = {}
     for did, (title, text) in ds.docs.items():
         if ds.language == "en" and title:
             path = root / f"{did}.md"
@@ -257,7 +258,7 @@ def matched_chunk_size(ds: Dataset, target_chunks: int) -> int:
         splitter = RecursiveCharacterTextSplitter(chunk_size=size, chunk_overlap=size // 8)
         return sum(len(splitter.split_text(t)) for t in texts)
 
-    lo, hi = 100, 8000
+    lo, hi = 100, 20000
     while hi - lo > 10:
         mid = (lo + hi) // 2
         if count(mid) > target_chunks:
