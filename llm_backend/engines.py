@@ -85,7 +85,7 @@ def vllm_command(settings: Settings, model: ResolvedModel, *, gpu: bool | None =
         "--served-model-name", model.served_name,
         "--host", settings.host,
         "--port", str(settings.port),
-        "--max-model-len", str(settings.max_model_len),
+        "--max-model-len", str(model.context_length(settings.max_model_len)),
         "--dtype", "auto" if gpu else "bfloat16",
     ]
     eager = (not gpu) if settings.enforce_eager is None else settings.enforce_eager
@@ -121,7 +121,7 @@ def llamacpp_command(settings: Settings, model: ResolvedModel, *, python: str | 
         "--model_alias", model.served_name,
         "--host", settings.host,
         "--port", str(settings.port),
-        "--n_ctx", str(settings.max_model_len),
+        "--n_ctx", str(model.context_length(settings.max_model_len)),
         "--n_threads", str(threads),
     ]
     argv += settings.engine_args

@@ -12,6 +12,7 @@ later run would trust.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -191,6 +192,11 @@ class ResolvedModel:
     served_name: str
     kind: str  # "hf" or "gguf"
     tool_parser: str | None = "hermes"
+    max_context: int | None = None  # the checkpoint's max_position_embeddings, when known
+
+    def context_length(self, wanted: int) -> int:
+        """``wanted`` capped at what the checkpoint supports (vLLM refuses a longer --max-model-len)."""
+        return min(wanted, self.max_context) if self.max_context else wanted
 
 
 def resolve_model(name_or_path: str | None, engine: str, models_dir: Path) -> ResolvedModel:
@@ -207,7 +213,7 @@ def resolve_model(name_or_path: str | None, engine: str, models_dir: Path) -> Re
         if engine == "llamacpp":
             return ResolvedModel(gguf, spec.name, "gguf", spec.tool_parser)
         hf_dir = convert_gguf_to_hf(gguf, models_dir / "hf" / spec.name)
-        return ResolvedModel(hf_dir, spec.name, "hf", spec.tool_parser)
+        return ResolvedModel(hf_dir, spec.name, "hf", spec.tool_parser, _max_context(hf_dir))
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -217,12 +223,12 @@ def resolve_model(name_or_path: str | None, engine: str, models_dir: Path) -> Re
             )
         if engine == "llamacpp":
             raise ConfigError(f"llama.cpp serves GGUF files, and {path} is a Hugging Face checkpoint: use --engine vllm.")
-        return ResolvedModel(path.resolve(), path.resolve().name, "hf", _guess_tool_parser(path))
+        return ResolvedModel(path.resolve(), path.resolve().name, "hf", _guess_tool_parser(path), _max_context(path))
     if path.is_file() and path.suffix == ".gguf":
         if engine == "llamacpp":
             return ResolvedModel(path.resolve(), path.stem, "gguf", None)
         hf_dir = convert_gguf_to_hf(path.resolve(), models_dir / "hf" / path.stem)
-        return ResolvedModel(hf_dir, path.stem, "hf", _guess_tool_parser(hf_dir))
+        return ResolvedModel(hf_dir, path.stem, "hf", _guess_tool_parser(hf_dir), _max_context(hf_dir))
     if path.exists():
         raise ConfigError(f"{path} is neither a Hugging Face checkpoint folder nor a .gguf file.")
     looks_like_path = os.sep in name or name.startswith(".") or name.endswith(".gguf")
@@ -232,6 +238,15 @@ def resolve_model(name_or_path: str | None, engine: str, models_dir: Path) -> Re
         f"unknown model {name!r}. {did_you_mean(name, KNOWN_MODELS)}Known offline models: {', '.join(KNOWN_MODELS)}; "
         "or give a checkpoint folder or .gguf path. (Hub downloads are off: models must be local.)"
     )
+
+
+def _max_context(path: Path) -> int | None:
+    """``max_position_embeddings`` from a checkpoint's config.json (None when absent or unreadable)."""
+    try:
+        value = json.loads((path / "config.json").read_text(encoding="utf-8")).get("max_position_embeddings")
+    except (OSError, ValueError):
+        return None
+    return int(value) if isinstance(value, int) and value > 0 else None
 
 
 def _guess_tool_parser(path: Path) -> str | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from llm_backend.errors import ConfigError
@@ -80,11 +80,15 @@ class _YamlSource(PydanticBaseSettingsSource):
 class Settings(BaseSettings):
     """Everything needed to reach (or start) the model server, plus where data lives."""
 
-    model_config = SettingsConfigDict(env_prefix="RAGENT_", extra="forbid", validate_default=True)
+    model_config = SettingsConfigDict(env_prefix="RAGENT_", extra="forbid", validate_default=True, populate_by_name=True)
 
     # Where things live.
     home: Path = Field(default_factory=default_home, description="data home: models, knowledge bases, results")
-    data_dir: Path | None = Field(default=None, description="benchmark data directory (RAGENT_DATA)")
+    data_dir: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("data_dir", "RAGENT_DATA", "RAGENT_DATA_DIR"),
+        description="benchmark data directory (RAGENT_DATA)",
+    )
 
     # How to reach the model server.
     base_url: str = Field(default=f"http://127.0.0.1:{DEFAULT_PORT}/v1", description="OpenAI-compatible base URL")

@@ -65,3 +65,10 @@ def test_engine_and_model_kind_must_match() -> None:
         llamacpp_command(Settings.load(), HF, python="py")
     with pytest.raises(ConfigError, match="Hugging Face"):
         vllm_command(Settings.load(), GGUF, gpu=False, executable="vllm")
+
+
+def test_context_is_capped_at_the_checkpoint_length() -> None:
+    small = ResolvedModel(Path("/m"), "book-model", "hf", None, max_context=512)
+    cmd = vllm_command(Settings.load(max_model_len=4096), small, gpu=False, executable="vllm")
+    assert cmd.argv[cmd.argv.index("--max-model-len") + 1] == "512"
+    assert ResolvedModel(Path("/m"), "m", "hf", None).context_length(4096) == 4096

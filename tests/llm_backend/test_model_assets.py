@@ -50,9 +50,10 @@ def test_resolve_checkpoint_folder_and_errors(tmp_path: Path) -> None:
     ckpt.mkdir()
     with pytest.raises(ConfigError, match="no config.json"):
         resolve_model(str(ckpt), "vllm", tmp_path)
-    (ckpt / "config.json").write_text('{"model_type": "llama"}')
+    (ckpt / "config.json").write_text('{"model_type": "llama", "max_position_embeddings": 512}')
     resolved = resolve_model(str(ckpt), "vllm", tmp_path)
     assert resolved.kind == "hf" and resolved.served_name == "my-model" and resolved.tool_parser is None
+    assert resolved.max_context == 512
     with pytest.raises(ConfigError, match="use --engine vllm"):
         resolve_model(str(ckpt), "llamacpp", tmp_path)
     with pytest.raises(ConfigError, match="does not exist"):

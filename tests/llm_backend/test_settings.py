@@ -64,3 +64,9 @@ def test_bad_config_messages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     monkeypatch.delenv("RAGENT_CONFIG")
     with pytest.raises(ConfigError, match="port"):
         Settings.load(port=70000)
+
+
+def test_data_dir_from_ragent_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("RAGENT_DATA", str(tmp_path))
+    assert Settings.load().data_dir == tmp_path
+    assert Settings.load(data_dir="/elsewhere").data_dir == Path("/elsewhere")
