@@ -182,7 +182,8 @@ class KnowledgeBase:
         owned = self.manifest.chunk_ids()
         chunks = [c for c in self.store.iter_chunks() if c.id in owned]
         chunks.sort(key=lambda c: (str(c.meta.get("source", "")), int(c.meta.get("chunk_index", 0))))
-        index = BM25Index.build(chunks)
+        old = self._bm25 or BM25Index.load(self.bm25_path)
+        index = BM25Index.build(chunks, known=old.known_tokens() if old is not None else None)
         index.save(self.bm25_path)
         self._bm25 = index
         return index

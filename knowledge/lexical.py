@@ -94,18 +94,21 @@ def fingerprint(ids: Iterable[str]) -> str:
 class BM25Index:
     """A bm25s index over chunks, with the chunks themselves (ids, texts, metadata) in the same order."""
 
-    def __init__(self, chunks: Sequence[Chunk], model: Any | None, fp: str) -> None:
+    def __init__(self, chunks: Sequence[Chunk], model: Any | None, fp: str, tokens: Sequence[list[str]] | None = None) -> None:
         self.chunks = list(chunks)
         self.model = model  # None when there are no chunks
         self.fingerprint = fp
+        # Index terms per chunk, kept so the next rebuild re-segments only new chunks (jieba is the slow part).
+        self.tokens = list(tokens) if tokens is not None else []
         self._row = {c.id: i for i, c in enumerate(self.chunks)}
 
     def __len__(self) -> int:
         return len(self.chunks)
 
     @classmethod
-    def build(cls, chunks: Sequence[Chunk], *, texts: Sequence[str] | None = None) -> BM25Index:
-        """Index ``chunks``; ``texts`` (default: the chunk texts with their heading path) are what gets tokenized."""
+    def build(cls, chunks: Sequence[Chunk], *, texts: Sequence[str] | None = None, known: dict[str, list[str]] | None = None) -> BM25Index:
+        """Index ``chunks``; ``texts`` (default: the chunk texts with their heading path) are what gets tokenized.
+        ``known`` maps chunk ids to terms from an earlier index, reused instead of segmenting again."""
         import bm25s
 
         from knowledge.splitter import context_text
@@ -114,10 +117,20 @@ class BM25Index:
         fp = fingerprint(c.id for c in chunks)
         if not chunks:
             return cls([], None, fp)
-        corpus = [tokenize(t) for t in (texts if texts is not None else [context_text(c) for c in chunks])]
+        known = known or {}
+        corpus = []
+        for i, c in enumerate(chunks):
+            terms = known.get(c.id)
+            if terms is None:
+                terms = tokenize(texts[i] if texts is not None else context_text(c))
+            corpus.append(terms)
         model = bm25s.BM25()
         model.index(corpus, show_progress=False)
-        return cls(chunks, model, fp)
+        return cls(chunks, model, fp, corpus)
+
+    def known_tokens(self) -> dict[str, list[str]]:
+        """Chunk id -> index terms, for :meth:`build` to reuse."""
+        return {c.id: t for c, t in zip(self.chunks, self.tokens, strict=False)}
 
     def search(self, query: str, k: int, *, mask: np.ndarray | None = None) -> list[tuple[int, float]]:
         """Top ``k`` rows with a positive score as ``(row, score)``, best first; ``mask`` (0/1 per row) filters."""
@@ -145,8 +158,9 @@ class BM25Index:
         tmp = Path(tempfile.mkdtemp(prefix=".bm25-", dir=directory.parent))
         try:
             with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as fh:
-                for c in self.chunks:
-                    fh.write(json.dumps({"id": c.id, "text": c.text, "meta": c.meta}, ensure_ascii=False) + "\n")
+                for i, c in enumerate(self.chunks):
+                    row = {"id": c.id, "text": c.text, "meta": c.meta, "terms": self.tokens[i] if i < len(self.tokens) else None}
+                    fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             if self.model is not None:
                 self.model.save(str(tmp / "bm25"), show_progress=False)
             (tmp / "fingerprint").write_text(self.fingerprint)
@@ -171,12 +185,17 @@ class BM25Index:
             import bm25s
 
             chunks = []
+            tokens: list[list[str]] | None = []
             with open(directory / "chunks.jsonl", encoding="utf-8") as fh:
                 for line in fh:
                     d = json.loads(line)
                     chunks.append(Chunk(d["id"], d["text"], d["meta"]))
+                    if tokens is not None and d.get("terms") is not None:
+                        tokens.append(d["terms"])
+                    else:
+                        tokens = None
             model = bm25s.BM25.load(str(directory / "bm25"), show_progress=False) if chunks else None
-            return cls(chunks, model, fp_file.read_text().strip())
+            return cls(chunks, model, fp_file.read_text().strip(), tokens)
         except Exception as exc:
             log.warning("BM25 index at %s is unreadable (%s); it will be rebuilt", directory, exc)
             return None

@@ -42,6 +42,9 @@ _SENTENCE_END = set("。！？；…!?;")
 _CLOSERS = set("”’」』）)]》\"'")
 _CLAUSE = set("，、：,:")
 
+EDGE_SLACK = 8
+"""Chunks whose whole-text token count is this far under the budget are not re-counted on their own."""
+
 HEADING_FORMATS = frozenset({"md", "docx", "html"})
 """Document formats whose text uses markdown headings (loaders turn docx and html headings into them)."""
 
@@ -181,9 +184,11 @@ class TokenSplitter:
                 break
             limit = min(limit, last)
             e = self._best_end(s, limit, counts, levels, budget)
-            # Re-check with a real count: BPE merges at the edges can differ from the whole-text count.
-            while e > s + 1 and self.tokenizer.count(text[points[s] : points[e]]) > budget:
-                e -= 1
+            # Re-check with a real count when close to the budget: BPE merges at the edges of a slice can differ
+            # from the whole-text count by a token or two (never by EDGE_SLACK).
+            if counts[e] - counts[s] > budget - EDGE_SLACK:
+                while e > s + 1 and self.tokenizer.count(text[points[s] : points[e]]) > budget:
+                    e -= 1
             spans.append((points[s], points[e]))
             if e >= last:
                 break

@@ -180,3 +180,22 @@ def test_second_writer_is_refused(tmp_path: Path) -> None:
     other = KnowledgeBaseRegistry(tmp_path / "home").open("lock")
     with kb.writing(), pytest.raises(KnowledgeBaseBusyError):
         other.ingest([tmp_path])
+
+
+def test_bm25_rebuild_segments_only_new_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import knowledge.lexical as lexical
+
+    corpus = tmp_path / "c"
+    _write_corpus(corpus, 4)
+    kb = KnowledgeBaseRegistry(tmp_path / "home").create("bm", embedder="none", chunk_tokens=32, overlap_tokens=4)
+    kb.ingest([corpus])
+    before = kb.manifest.n_chunks()
+    calls: list[str] = []
+    real = lexical.tokenize
+    monkeypatch.setattr(lexical, "tokenize", lambda text: calls.append(text) or real(text))
+    (corpus / "new.md").write_text("# 新文件\n\n只有一段新的内容。\n", encoding="utf-8")
+    report = kb.ingest([corpus])
+    new_chunks = len(kb.manifest.files[str((corpus / "new.md").resolve())].chunk_ids)
+    assert report.added and kb.manifest.n_chunks() == before + new_chunks
+    assert len(calls) == new_chunks  # unchanged chunks reuse their saved terms
+    assert kb.bm25_index().search("新的内容", 1)
