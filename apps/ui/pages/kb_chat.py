@@ -39,7 +39,7 @@ state.setdefault("ingest_shown", set())
 with st.sidebar:
     st.subheader("Knowledge base")
     names = registry.names()
-    kb_name = common.select_kb(names)
+    kb_name = common.select_kb(names, label="Ask this knowledge base")
     with st.expander("Create a knowledge base", expanded=not names), st.form("create_kb", clear_on_submit=True, border=False):
         new_name = st.text_input("Name", placeholder="my-docs", help="Letters, digits, '.', '_' and '-'.")
         embedder = st.selectbox("Embedder", list(EMBEDDERS), format_func=EMBEDDERS.__getitem__)
@@ -54,7 +54,7 @@ with st.sidebar:
                 st.rerun()
 
     st.subheader("Retrieval")
-    k = st.slider("Passages in the prompt (top-k)", 1, 10, 4, key="top_k")
+    k = st.slider("Passages in the prompt (top-k)", 1, 10, 3, key="top_k")
     kb_embedder = None
     if kb_name:
         try:
