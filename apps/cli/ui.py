@@ -61,11 +61,13 @@ def register(app: typer.Typer) -> None:
         from apps.ui.default_kb import DEFAULT_KB, ensure_default_kb
         from knowledge.registry import KnowledgeBaseRegistry
         from llm_backend.errors import RagentError
+        from llm_backend.launcher import discovered_base_url
         from llm_backend.settings import Settings
 
         env = dict(os.environ)
         try:
             settings = Settings.load(base_url=base_url, model=model)
+            settings = settings.model_copy(update={"base_url": discovered_base_url(settings)})
             if port_in_use(host, port):
                 raise RagentError(f"port {port} is already in use (is the app already running?). Open it, stop it, or pass --port.")
             if with_default_kb:
@@ -79,8 +81,8 @@ def register(app: typer.Typer) -> None:
         except RagentError as exc:
             typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
             raise typer.Exit(1) from exc
-        if base_url:
-            env["RAGENT_BASE_URL"] = base_url
+        # The app's pages find the server as every command does; pass the resolved URL on explicitly.
+        env["RAGENT_BASE_URL"] = settings.base_url
         if model:
             env["RAGENT_MODEL"] = model
         env.setdefault("HF_HUB_OFFLINE", "1")

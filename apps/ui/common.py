@@ -34,9 +34,14 @@ STATUS_TTL_S = 5.0
 
 # -- settings and clients --------------------------------------------------------------------------------------------
 def load_settings() -> Settings:
-    """The resolved settings; a broken config stops the page with its message."""
+    """The resolved settings, with the URL of the server ``ragent serve`` started when none is configured (as the
+    CLI does); a broken config stops the page with its message."""
+    from llm_backend.launcher import discovered_base_url
+
     try:
-        return Settings.load()
+        settings = Settings.load()
+        url = discovered_base_url(settings)
+        return settings if url == settings.base_url else settings.model_copy(update={"base_url": url})
     except RagentError as exc:
         st.error(f"**The configuration cannot be read.** {exc}")
         st.stop()
@@ -145,9 +150,10 @@ def _retriever(home: str, name: str, mode: str, version: str) -> Retriever:
     return open_retriever(name, mode=mode, settings=Settings.load(home=Path(home)))
 
 
-def retriever(settings: Settings, name: str, mode: str) -> Retriever:
-    """The retriever of knowledge base ``name`` in ``mode``, built once per version of the base."""
-    return _retriever(str(settings.home), name, mode, kb_version(settings, name))
+def retriever(settings: Settings, name: str, mode: str, version: str | None = None) -> Retriever:
+    """The retriever of knowledge base ``name`` in ``mode``, built once per ``version`` of the base (default: its
+    current version, see :func:`kb_version`)."""
+    return _retriever(str(settings.home), name, mode, version or kb_version(settings, name))
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)

@@ -210,7 +210,13 @@ if question:
 
                     reranker = make_reranker(rerank, client=common.chat_client(settings))
                 with st.spinner("Searching and reading…"):
-                    retriever = common.retriever(settings, kb_name, mode)
+                    # While files are being added, keep asking the version of the base the session last used, so
+                    # retrieval does not rebuild indexes the ingestion is still writing.
+                    versions = state.setdefault("kb_versions", {})
+                    current = JOBS.get(state["ingest_jobs"].get(kb_name))
+                    if not (current and current.running and versions.get(kb_name)):
+                        versions[kb_name] = common.kb_version(settings, kb_name)
+                    retriever = common.retriever(settings, kb_name, mode, versions[kb_name])
                     tok = common.tokenizer(str(settings.models_dir))
                 turn = ask(
                     question, retriever=retriever, client=common.chat_client(settings), history=earlier if follow_ups else (),
