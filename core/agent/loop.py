@@ -226,6 +226,7 @@ class Agent:
             step = ActionStep(
                 step=number, thought=parsed.thought, tool_calls=parsed.calls, error=parsed.error, usage=usage,
                 model_output=reply.text, format=self.mode.format, parse_failure=parsed.parse_failure, repaired=repaired,
+                finish_reason=reply.finish_reason,
             )
             yield ModelReplied(number, step.thought, tuple(step.tool_calls), step.error if step.parse_failure else None)
             for call in step.tool_calls:

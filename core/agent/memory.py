@@ -64,6 +64,7 @@ class ActionStep:
     model_output: str = ""
     format: StepFormat = "tool_calls"
     parse_failure: bool = False
+    finish_reason: str | None = None
     repaired: bool = False
     final_answer: str | None = None
     duration_s: float = 0.0

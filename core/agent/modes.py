@@ -87,6 +87,8 @@ class ParsedReply:
     error: str | None = None
     parse_failure: bool = False
     plan: bool = False
+    named_tool: str | None = None
+    """For an unparseable reply: the tool it was evidently trying to call (its name appears in the text)."""
 
 
 class AgentMode(Protocol):
@@ -181,22 +183,28 @@ class NativeToolMode:
 
         vLLM constrains ``tool_choice="required"`` to a list of ``{"name", "parameters"}`` objects but (as of 0.32,
         xgrammar) not each tool's own parameter schema: small models then sometimes send a string, or another
-        tool's arguments. A *named* tool choice is constrained by the tool's exact schema, so the same step is asked
-        again with ``tool_choice=<that tool>``."""
-        if len(parsed.calls) != 1:
+        tool's arguments. And vLLM reads the constrained output back with the hermes parser, which splits at the
+        first ``</tool_call>``, so a model that writes that tag inside a string argument gets no call at all. A
+        *named* tool choice is constrained by the tool's exact schema and returned as JSON without that parsing, so
+        the same step is asked again with ``tool_choice=<that tool>``."""
+        if not parsed.calls and parsed.named_tool:
+            name = parsed.named_tool
+        elif len(parsed.calls) == 1:
+            name = parsed.calls[0].name
+        else:
             return None
-        call = parsed.calls[0]
-        target = final_answer_tool() if call.name == FINAL_ANSWER else toolbox.get(call.name)
+        call = parsed.calls[0] if parsed.calls else None
+        target = final_answer_tool() if name == FINAL_ANSWER else toolbox.get(name)
         if target is None:
             return None  # an unknown tool: the observation will list the real ones
-        if call.arguments is not None:
+        if call is not None and call.arguments is not None:
             try:
                 target.validate(call.arguments)
                 return None
             except ValueError:
                 pass
         specs = [with_thought(s) for s in toolbox.schemas()] if self.think else toolbox.schemas()
-        return ChatRequest(memory.to_messages(), {"tools": [*specs, final_answer_tool().to_openai()], "tool_choice": call.name})
+        return ChatRequest(memory.to_messages(), {"tools": [*specs, final_answer_tool().to_openai()], "tool_choice": name})
 
     def parse(self, reply: ChatResult, toolbox: Toolbox, *, plan: bool = False) -> ParsedReply:
         if plan:
@@ -219,7 +227,9 @@ class NativeToolMode:
             if recovered:
                 return ParsedReply(thought="", calls=recovered)
             names = ", ".join([*toolbox.names, FINAL_ANSWER])
-            return ParsedReply(thought=reply.text.strip(), error=render("native_no_call", names=names), parse_failure=True)
+            named = re.search(r'"name"\s*:\s*"([\w-]+)"', reply.text)
+            hint = named.group(1) if named and (named.group(1) in toolbox or named.group(1) == FINAL_ANSWER) else None
+            return ParsedReply(thought=reply.text.strip(), error=render("native_no_call", names=names), parse_failure=True, named_tool=hint)
         thought = "\n".join(t for t in [reply.text.strip(), *(c.thought for c in calls)] if t)
         return ParsedReply(thought=thought, calls=calls, error="; ".join(errors) or None, parse_failure=bool(errors))
 

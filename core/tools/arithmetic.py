@@ -117,7 +117,7 @@ def calculator(expression: str) -> str:
     and the functions sqrt, log, exp, round, floor, ceil, min, max, abs.
 
     Args:
-        expression: the arithmetic expression, for example "(48 / 2) * 3 + 5".
+        expression: the arithmetic expression, with the numbers written out.
     """
     return format_number(evaluate(expression))
 

@@ -388,3 +388,13 @@ def test_plan_mode_reasons_in_words_first_then_acts() -> None:
     assert history[-2] == {"role": "assistant", "content": "3 apples at 0.5 each: I need the price, then multiply by 3."}
     assert history[-1]["role"] == "user" and "carry out your plan" in history[-1]["content"]
     assert client.calls[1]["tool_choice"] == "required"
+
+
+def test_a_call_lost_in_the_text_is_asked_again_with_its_tool_forced() -> None:
+    # vLLM's hermes parser splits at the first </tool_call>, so a string argument containing it leaves no call.
+    broken = '<tool_call>\n{"name": "calculator", "arguments": {"expression": "2+2)}</tool_call> <tool_call>{"}}\n</tool_call>'
+    client = ScriptedChatClient([broken, call("calculator", {"expression": "2+2"}), final("4")])
+    result = Agent(client, [calculator], mode="native").run("2+2?")
+    assert result.parse_failures == 0 and result.repaired_steps == 1
+    assert client.calls[1]["tool_choice"] == "calculator"
+    assert result.final_answer == "4"
