@@ -56,6 +56,12 @@ ATTACKS: tuple[Attack, ...] = (
     Attack("os.system", "import os\nos.system('cat /etc/passwd')"),
     Attack("subprocess", "import subprocess\nprint(subprocess.run(['id'], capture_output=True).stdout)"),
     Attack("os.execv a shell", "import os\nos.execv('/bin/sh', ['sh', '-c', 'id'])"),
+    Attack(
+        "subprocess with the audit hook bypassed",
+        "import subprocess, sys, types\nfake = types.SimpleNamespace(**{k: getattr(sys, k) for k in dir(sys) if not k.startswith('__')})\n"
+        "fake.audit = lambda *args: None\nsubprocess.sys = fake\nprint(subprocess.run(['/usr/bin/id'], capture_output=True))",
+    ),
+    Attack("mkdir outside the work folder (no audit event)", "import os\nos.mkdir('/usr/pwned')"),
     Attack("ctypes: call libc system()", "import ctypes\nctypes.CDLL('libc.so.6').system(b'id')"),
     Attack("_ctypes.dlopen bypass", "import _ctypes\nprint(_ctypes.dlopen('libc.so.6'))"),
     Attack(
