@@ -48,10 +48,23 @@ from llm_backend.settings import Settings
 
 log = logging.getLogger("benchmarks.agent")
 
-COT_SYSTEM = "Solve the math word problem step by step. At the end, write the final line as: The answer is <number>."
+# One worked example, the same problem for both set-ups (not from GSM8K): the baseline sees it solved in words,
+# the agent sees it solved with a program. Small models follow an example far better than an instruction.
+EXAMPLE_PROBLEM = "A shop sells pens for $3 each. Tom buys 4 pens and pays with a $20 bill. How much change does he get?"
+COT_SYSTEM = (
+    "Solve the math word problem step by step. At the end, write the final line as: The answer is <number>.\n\n"
+    f"Example problem: {EXAMPLE_PROBLEM}\n"
+    "Example solution: The pens cost 4 * 3 = 12 dollars. Tom pays 20 dollars, so his change is 20 - 12 = 8 dollars.\n"
+    "The answer is 8."
+)
 AGENT_INSTRUCTIONS = (
-    "Solve the math word problem. Compute the answer with a tool: python (a short program that prints the result) "
-    "or calculator. When the tool has given the result, call final_answer with the number only."
+    "Solve the math word problem with a Python program: call python with a program that gives each quantity of the "
+    "problem a variable, computes the answer step by step and prints it. When python has printed the result, call "
+    "final_answer with that number only.\n\n"
+    f"Example problem: {EXAMPLE_PROBLEM}\n"
+    "Example program for python:\n"
+    "price = 3\npens = 4\npaid = 20\ncost = price * pens\nchange = paid - cost\nprint(change)\n"
+    "python prints 8, then call final_answer with 8."
 )
 BFCL_CATEGORIES = ("simple_python", "multiple", "parallel")
 
@@ -157,7 +170,10 @@ async def gsm8k_agent(client: OpenAIChatClient, tools: list[Tool], row: dict[str
             "parse_failures": result.parse_failures, "invalid_calls": result.invalid_calls, "tool_errors": result.tool_errors,
             "stop_reason": result.stop_reason, "prompt_tokens": result.usage.prompt_tokens,
             "completion_tokens": result.usage.completion_tokens, "final_answer": result.final_answer,
-            "calls": [[c.name, c.raw_arguments[:2000], c.observation[:300]] for s in result.steps for c in s.tool_calls]}
+            "calls": [[c.name, c.raw_arguments[:2000], c.observation[:300]] for s in result.steps for c in s.tool_calls],
+            "plan": next((s.thought[:2000] for s in result.steps if s.format == "plan"), None),
+            "failed_steps": [{"step": s.step, "error": (s.error or "")[:300], "finish_reason": s.finish_reason,
+                              "output": s.model_output[:1000]} for s in result.steps if s.parse_failure]}
 
 
 def summarize(records: list[dict[str, Any]], total: int) -> dict[str, Any]:
@@ -182,20 +198,19 @@ def summarize(records: list[dict[str, Any]], total: int) -> dict[str, Any]:
 async def bench_gsm8k(client: OpenAIChatClient, args: argparse.Namespace, log_: SampleLog) -> dict[str, Any]:
     rows = load_gsm8k(args.data_dir, args.limit)
     tools = [calculator, make_python_tool(Sandbox(timeout_s=10, memory_mb=512, max_output_bytes=20_000))]
-    out: dict[str, Any] = {}
-    for bench in args.gsm8k_configs:
-        todo = [r for r in rows if (bench, r["id"]) not in log_.done]
+    # Both set-ups interleaved, so partial results compare like with like.
+    todo = [(bench, r) for r in rows for bench in args.gsm8k_configs if (bench, r["id"]) not in log_.done]
 
-        async def work(row: dict[str, Any], bench: str = bench) -> None:
-            if bench == "gsm8k-cot":
-                rec = await gsm8k_cot(client, row, args.cot_max_tokens)
-            else:
-                rec = await gsm8k_agent(client, tools, row, args.agent_mode, args.max_steps, args.step_max_tokens)
-            log_.add(rec)
+    async def work(item: tuple[str, dict[str, Any]]) -> None:
+        bench, row = item
+        if bench == "gsm8k-cot":
+            rec = await gsm8k_cot(client, row, args.cot_max_tokens)
+        else:
+            rec = await gsm8k_agent(client, tools, row, args.agent_mode, args.max_steps, args.step_max_tokens)
+        log_.add(rec)
 
-        await run_all(todo, work, args.concurrency, bench)
-        out[bench] = summarize(log_.records(bench, [r["id"] for r in rows]), len(rows))
-    return out
+    await run_all(todo, work, args.concurrency, "gsm8k")
+    return {bench: summarize(log_.records(bench, [r["id"] for r in rows]), len(rows)) for bench in args.gsm8k_configs}
 
 
 # -- BFCL ------------------------------------------------------------------------------------------------------------
@@ -286,7 +301,7 @@ def markdown(results: dict[str, Any]) -> str:
         first = next(iter(g.values()))["samples"]
         lines += [f"| GSM8K (first {first} test) | accuracy | mean steps | parse failures | invalid calls | prompt tokens | completion tokens | errors |",
                   "|---|---|---|---|---|---|---|---|"]
-        mode = results.get("gsm8k_agent_mode", "native-plan")
+        mode = results.get("gsm8k_agent_mode", "native")
         names = {"gsm8k-cot": "chain-of-thought, no tools", "gsm8k-tools": f"agent ({mode}), calculator + python"}
         for bench, s in g.items():
             acc = f"{s['accuracy']:.3f} ({s['correct']}/{s['finished'] - s['errors']})" if s["accuracy"] is not None else "-"
@@ -319,7 +334,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", default="gsm8k,bfcl,attacks", help="comma-separated: gsm8k, bfcl, attacks")
     p.add_argument("--limit", type=int, default=200, help="GSM8K problems (first N of test)")
     p.add_argument("--gsm8k-configs", default="gsm8k-cot,gsm8k-tools")
-    p.add_argument("--agent-mode", default="native-plan", help="agent mode for gsm8k-tools (native-plan, native, native-think, react-json)")
+    p.add_argument("--agent-mode", default="native", help="agent mode for gsm8k-tools (native-plan, native, native-think, react-json)")
     p.add_argument("--max-steps", type=int, default=4)
     p.add_argument("--step-max-tokens", type=int, default=512)
     p.add_argument("--cot-max-tokens", type=int, default=512)

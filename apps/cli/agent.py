@@ -123,7 +123,7 @@ def run(
     tools: str = typer.Option("calculator,python,datetime", "--tools", "-t", help=TOOLS_HELP),
     kb: str | None = typer.Option(None, "--kb", help="Knowledge base to search (adds the kb tool)."),
     files: Path | None = typer.Option(None, "--files", help="Folder the read_file / list_files tools may read (adds them)."),
-    mode: str = typer.Option("auto", "--mode", help="auto, native (tool calls), react-json (JSON-schema ReAct), react (text)."),
+    mode: str = typer.Option("auto", "--mode", help="auto, native (constrained tool calls), native-plan (a plan in words first), native-think, react-json (JSON-schema ReAct), react (text)."),
     max_steps: int = typer.Option(8, "--max-steps", min=1, help="Steps before a final answer is forced."),
     trace: Path | None = typer.Option(None, "--trace", help="Write the run as JSONL here (replay / resume it later)."),
     instructions: str | None = typer.Option(None, "--instructions", help="Extra instructions for the system prompt."),
