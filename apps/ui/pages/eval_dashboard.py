@@ -42,6 +42,8 @@ with run_tab:
     job: Job | None = JOBS.get(state.get("eval_job"))
     with st.form("eval_run", border=False):
         left, right = st.columns(2)
+        if "eval_task" not in state and "gsm8k" in names:
+            state["eval_task"] = "gsm8k"
         task = left.selectbox("Task", names, key="eval_task", help="Built-in tasks, and your own YAML files in <data home>/eval/tasks.")
         served = status["models"] or ([settings.model] if settings.model else [])
         model = right.selectbox("Model", served, key="eval_model", help="A model the server serves.", accept_new_options=True)
