@@ -32,7 +32,7 @@ RRF_K = 60
 
 FUSION_WEIGHTS: dict[str, dict[str, tuple[float, float]]] = {
     # embedder: {query language: (dense weight, BM25 weight)}
-    "e5": {"zh": (1.0, 1.0), "en": (1.0, 0.5)},
+    "e5": {"zh": (1.0, 1.0), "en": (1.0, 0.1)},
     "minilm": {"zh": (0.0, 1.0), "en": (1.0, 0.0)},
     "hash": {"zh": (0.5, 1.0), "en": (0.5, 1.0)},
 }
