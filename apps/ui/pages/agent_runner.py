@@ -36,8 +36,8 @@ state.setdefault("agent_runs", [])
 with st.sidebar:
     st.subheader("Tools")
     tools = st.multiselect(
-        "Tools the agent may call", [t for t in TOOL_HELP if t != "kb"], default=["calculator"],
-        format_func=lambda t: f"{t}: {TOOL_HELP[t]}", key="agent_tools",
+        "Tools the agent may call", [t for t in TOOL_HELP if t != "kb"], default=["calculator"], key="agent_tools",
+        help="; ".join(f"{name}: {text}" for name, text in TOOL_HELP.items()),
     )
     files_root = st.text_input("Folder for the files tools", key="agent_files_root") if "files" in tools else ""
     kb_name = common.select_kb(registry.names(), label="Knowledge base to search (optional)", allow_none=True, key="agent_kb")
