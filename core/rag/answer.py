@@ -36,7 +36,7 @@ from llm_backend.types import Message, Usage
 
 log = logging.getLogger(__name__)
 
-DENSE_RELEVANCE: dict[str, float] = {"e5": 0.83, "minilm": 0.40, "hash": 0.6}
+DENSE_RELEVANCE: dict[str, float] = {"e5": 0.86, "minilm": 0.40, "hash": 0.6}
 """Cosine similarity above which a dense hit counts as relevant even without shared words (per embedder)."""
 MIN_TERM_COVERAGE = 0.33
 """Share of the query's words (stop words excluded) a passage must contain to count as relevant."""
