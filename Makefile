@@ -81,8 +81,8 @@ $(LLAMACPP_VENV)/.stamp:
 
 engine-llamacpp: $(LLAMACPP_VENV)/.stamp
 
-# Debian packages: Chromium for the browser test, bubblewrap for the code sandbox.
-SYSTEM_PACKAGES := chromium chromium-driver bubblewrap
+# Debian packages: Chromium (and CJK fonts) for the browser test, bubblewrap for the code sandbox.
+SYSTEM_PACKAGES := chromium chromium-driver bubblewrap fonts-noto-cjk
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -111,7 +111,7 @@ test: install engine model system-deps
 # --- run ---------------------------------------------------------------------------------------------------------
 run: install engine model system-deps
 	@$(RAGENT) serve --status >/dev/null 2>&1 || $(RAGENT) serve --detach --host $(HOST) --port $(PORT)
-	$(RAGENT) chat
+	$(RAGENT) app --host $(HOST) --port $(APP_PORT) --with-default-kb
 
 stop:
 	-$(RAGENT) serve --stop
