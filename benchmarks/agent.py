@@ -301,7 +301,7 @@ def markdown(results: dict[str, Any]) -> str:
         first = next(iter(g.values()))["samples"]
         lines += [f"| GSM8K (first {first} test) | accuracy | mean steps | parse failures | invalid calls | prompt tokens | completion tokens | errors |",
                   "|---|---|---|---|---|---|---|---|"]
-        mode = results.get("gsm8k_agent_mode", "native")
+        mode = results.get("gsm8k_agent_mode", "native-plan")
         names = {"gsm8k-cot": "chain-of-thought, no tools", "gsm8k-tools": f"agent ({mode}), calculator + python"}
         for bench, s in g.items():
             acc = f"{s['accuracy']:.3f} ({s['correct']}/{s['finished'] - s['errors']})" if s["accuracy"] is not None else "-"
@@ -334,7 +334,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", default="gsm8k,bfcl,attacks", help="comma-separated: gsm8k, bfcl, attacks")
     p.add_argument("--limit", type=int, default=200, help="GSM8K problems (first N of test)")
     p.add_argument("--gsm8k-configs", default="gsm8k-cot,gsm8k-tools")
-    p.add_argument("--agent-mode", default="native", help="agent mode for gsm8k-tools (native-plan, native, native-think, react-json)")
+    p.add_argument("--agent-mode", default="native-plan", help="agent mode for gsm8k-tools (native-plan, native, native-think, react-json)")
     p.add_argument("--max-steps", type=int, default=4)
     p.add_argument("--step-max-tokens", type=int, default=512)
     p.add_argument("--cot-max-tokens", type=int, default=512)
