@@ -156,8 +156,8 @@ class NativeToolMode:
 
     ``think=True`` (``native-think``) adds a required ``thought`` argument, first, to every tool but
     ``final_answer`` (:func:`with_thought`); it is taken out before the tool runs and kept as the step's thought.
-    It needs a server that enforces each tool's schema in ``required`` mode (vLLM 0.32 does not: see
-    :meth:`repair`)."""
+    With Qwen2.5-Coder-0.5B on vLLM the model often leaves the thought out or breaks the call format (then
+    :meth:`repair` asks again); prefer ``native-plan`` for small models."""
 
     format: StepFormat = "tool_calls"
 
@@ -181,12 +181,12 @@ class NativeToolMode:
     def repair(self, memory: AgentMemory, toolbox: Toolbox, parsed: ParsedReply) -> ChatRequest | None:
         """A second, fully constrained request when the one call of a reply does not fit its tool's schema.
 
-        vLLM constrains ``tool_choice="required"`` to a list of ``{"name", "parameters"}`` objects but (as of 0.32,
-        xgrammar) not each tool's own parameter schema: small models then sometimes send a string, or another
-        tool's arguments. And vLLM reads the constrained output back with the hermes parser, which splits at the
-        first ``</tool_call>``, so a model that writes that tag inside a string argument gets no call at all. A
-        *named* tool choice is constrained by the tool's exact schema and returned as JSON without that parsing, so
-        the same step is asked again with ``tool_choice=<that tool>``."""
+        vLLM (0.32) constrains ``tool_choice="required"`` output with a grammar but reads it back with the model's
+        tool parser (hermes for Qwen), which cuts at the first ``</tool_call>``: a small model that writes that tag
+        or stray braces inside a string argument loses the call, or gets it mangled (a string where an object
+        belongs, another tool's arguments). Seen on GSM8K with Qwen2.5-Coder-0.5B. A *named* tool choice is
+        constrained by the tool's exact schema and returned as JSON without that parsing, so the same step is asked
+        again with ``tool_choice=<that tool>``."""
         if not parsed.calls and parsed.named_tool:
             name = parsed.named_tool
         elif len(parsed.calls) == 1:
