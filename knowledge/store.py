@@ -180,12 +180,12 @@ class ChromaStore:
 
     def query(self, vector: np.ndarray, k: int, *, where: dict[str, Any] | None = None) -> list[Hit]:
         """Nearest chunks by cosine similarity (``score`` = 1 - cosine distance), best first."""
-        n = self.count()
-        if n == 0 or k <= 0:
+        if k <= 0:
             return []
+        # No count() first: it costs ~10 ms on 10k chunks; Chroma returns fewer hits when it has fewer.
         res = self.collection.query(
             query_embeddings=[np.asarray(vector, dtype=np.float32)],
-            n_results=min(k, n),
+            n_results=k,
             where=where_clause(where),
             include=["documents", "metadatas", "distances"],
         )
