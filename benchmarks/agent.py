@@ -2,8 +2,9 @@
 and the sandbox attack suite.
 
 - **GSM8K** (first ``--limit`` test problems, default 200): (a) plain zero-shot chain-of-thought, no tools, one
-  request; (b) our agent in native tool-call mode (``tool_choice="required"`` every step, ``final_answer`` tool)
-  with the ``calculator`` and ``python`` (sandboxed) tools. Same model, greedy decoding. Reported: accuracy, mean
+  request; (b) our agent with the ``calculator`` and ``python`` (sandboxed) tools, by default in ``native-plan``
+  mode: a plan in words first, then constrained tool calls (``tool_choice="required"``, ``final_answer`` tool);
+  ``--agent-mode`` picks another. Both zero-shot, same model, greedy decoding. Reported: accuracy, mean
   steps, parse failures, invalid calls, tokens, per-sample errors (a failed request is an error, not a wrong
   answer).
 - **BFCL** single-turn ``simple_python``, ``multiple``, ``parallel``: each function document becomes our
@@ -48,24 +49,8 @@ from llm_backend.settings import Settings
 
 log = logging.getLogger("benchmarks.agent")
 
-# One worked example, the same problem for both set-ups (not from GSM8K): the baseline sees it solved in words,
-# the agent sees it solved with a program. Small models follow an example far better than an instruction.
-EXAMPLE_PROBLEM = "A shop sells pens for $3 each. Tom buys 4 pens and pays with a $20 bill. How much change does he get?"
-COT_SYSTEM = (
-    "Solve the math word problem step by step. At the end, write the final line as: The answer is <number>.\n\n"
-    f"Example problem: {EXAMPLE_PROBLEM}\n"
-    "Example solution: The pens cost 4 * 3 = 12 dollars. Tom pays 20 dollars, so his change is 20 - 12 = 8 dollars.\n"
-    "The answer is 8."
-)
-AGENT_INSTRUCTIONS = (
-    "Solve the math word problem with a Python program: call python with a program that gives each quantity of the "
-    "problem a variable, computes the answer step by step and prints it. When python has printed the result, call "
-    "final_answer with that number only.\n\n"
-    f"Example problem: {EXAMPLE_PROBLEM}\n"
-    "Example program for python:\n"
-    "price = 3\npens = 4\npaid = 20\ncost = price * pens\nchange = paid - cost\nprint(change)\n"
-    "python prints 8, then call final_answer with 8."
-)
+COT_SYSTEM = "Solve the math word problem step by step. At the end, write the final line as: The answer is <number>."
+AGENT_INSTRUCTIONS = "Solve the math word problem. Use the tools to compute; when you have the result, call final_answer with the number only."
 BFCL_CATEGORIES = ("simple_python", "multiple", "parallel")
 
 # -- answers -----------------------------------------------------------------------------------------------------------
