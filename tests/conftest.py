@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,15 @@ from llm_backend.settings import Settings, default_home
 
 # The user's data home (cached models), captured before unit tests point RAGENT_HOME at temporary folders.
 REAL_HOME = default_home()
+
+# Benchmark data (never copied into the repository): $RAGENT_DATA, else ../shared/data beside the checkout.
+# Tests that need it skip without it; CI sets RAGENT_REQUIRE_DATA=1 so that a missing folder fails loudly instead.
+SHARED_DATA = Path(os.environ.get("RAGENT_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if os.environ.get("RAGENT_REQUIRE_DATA") == "1" and not (SHARED_DATA / "gsm8k").is_dir():
+        pytest.exit(f"RAGENT_REQUIRE_DATA=1 but the benchmark data is not at {SHARED_DATA}: set RAGENT_DATA", returncode=4)
 
 
 @pytest.fixture(autouse=True)
