@@ -40,7 +40,9 @@ def _normalise(expression: str) -> str:
     text = expression.strip().replace("×", "*").replace("÷", "/").replace("−", "-").replace("^", "**")
     text = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", text)  # 1,234,567 -> 1234567
     text = re.sub(r"(?<=\d)\s*%(?!\s*[\d.(])", "/100", text)  # 15% -> 15/100; 7 % 2 stays modulo
-    return text.rstrip("=").strip()
+    # "180 - 60 = 120": the model wrote its own result; evaluate the left side.
+    text = re.split(r"(?<![=<>!])=(?!=)", text, maxsplit=1)[0]
+    return text.strip()
 
 
 def _check_size(value: Any) -> Any:

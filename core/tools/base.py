@@ -149,6 +149,7 @@ class Tool:
         fn: Callable[..., Any] | None,
         *,
         args_model: type[BaseModel] | None = None,
+        lenient: bool = True,
     ) -> None:
         if not name or not all(c.isalnum() or c in "_-" for c in name):
             raise ValueError(f"tool name {name!r} must be letters, digits, '_' or '-' (the OpenAI function-name rule)")
@@ -157,6 +158,7 @@ class Tool:
         self.parameters = parameters
         self.fn = fn
         self.args_model = args_model
+        self.lenient = lenient
         self._validator: Any = None
 
     def __repr__(self) -> str:
@@ -206,9 +208,32 @@ class Tool:
         return {"type": "function", "function": {"name": self.name, "description": self.description, "parameters": self.parameters}}
 
     # -- validation and running -----------------------------------------------------------------------------------
+    def unknown_arguments(self, arguments: Mapping[str, Any]) -> list[str]:
+        """Names in ``arguments`` that the schema does not define (when it allows no others)."""
+        if self.args_model is None and self.parameters.get("additionalProperties", True) is not False:
+            return []
+        known = self.parameters.get("properties", {})
+        return [k for k in arguments if k not in known]
+
     def validate(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """Check ``arguments`` against the schema and return the keyword arguments for the function (converted to
-        the annotated types). Raises :class:`ToolArgumentError` listing every problem."""
+        the annotated types). Raises :class:`ToolArgumentError` listing every problem.
+
+        Arguments the schema does not define are dropped when ``lenient`` (the default) and everything else is
+        valid: small models copy schema words (``"type": "string"``) next to correct arguments, and refusing the
+        whole call for that costs a step. They are named in the error when the call is invalid anyway."""
+        unknown = self.unknown_arguments(arguments)
+        if self.lenient and unknown:
+            log.debug("tool %s: ignoring unknown arguments %s", self.name, unknown)
+            kept = {k: v for k, v in arguments.items() if k not in unknown}
+            try:
+                return self.validate_strict(kept)
+            except ToolArgumentError as exc:
+                raise ToolArgumentError(f"{exc}; " + "; ".join(f"unexpected argument {k!r}" for k in unknown)) from exc
+        return self.validate_strict(arguments)
+
+    def validate_strict(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """Like :meth:`validate`, but an argument the schema does not define is an error."""
         if self.args_model is not None:
             try:
                 parsed = self.args_model.model_validate(dict(arguments))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 
 from core.sandbox import Sandbox
 from core.tools.base import Tool
@@ -33,18 +34,29 @@ def print_last_expression(code: str) -> str:
 
 
 def repair_code(code: str) -> str:
-    """Undo a slip small models make inside a JSON string argument: a stray closing ``}`` (or ``"}``) at the very
-    end of the program, left from the JSON they were closing. Only applied when the program does not parse as is
-    and does once the stray characters are gone.
+    """Undo two slips small models make: a stray closing ``}`` (or ``"}``) at the very end of the program, left from
+    the JSON they were closing, and a one-line equation ``a - b = c`` instead of an expression. Only applied when
+    the program does not parse as is and does after the fix.
 
     >>> repair_code('print(52)}')
     'print(52)'
+    >>> repair_code('180 - 60 = 120')
+    '180 - 60'
     """
     try:
         ast.parse(code)
         return code
     except SyntaxError:
         pass
+    lines = [line for line in code.strip().splitlines() if line.strip()]
+    if len(lines) == 1 and re.search(r"(?<![=<>!])=(?!=)", lines[0]):
+        # "180 - 60 = 120": an equation with the model's own result, not an assignment.
+        left = re.split(r"(?<![=<>!])=(?!=)", lines[0], maxsplit=1)[0].strip()
+        try:
+            ast.parse(left, mode="eval")
+            return left
+        except SyntaxError:
+            pass
     candidate = code.rstrip()
     for _ in range(3):
         if not candidate.endswith(("}", '"', "'")):

@@ -194,3 +194,16 @@ def test_langchain_adapter_round_trip() -> None:
     assert back.run({"expression": "2 + 2"}).content == "4"
     schema_tool = Tool.from_schema("double", "Double n.", {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}, lambda n: n * 2)
     assert to_langchain(schema_tool).invoke({"n": 4}) == "8"
+
+
+def test_small_model_slips_are_tolerated() -> None:
+    assert repair_code("180 - 60 = 120") == "180 - 60"
+    assert repair_code("x = 5") == "x = 5"
+    assert calculator.run({"expression": "180 - 60 = 120"}).content == "120"
+    # Schema words copied next to correct arguments are dropped; a call missing its argument still fails.
+    assert calculator.run({"expression": "2 + 2", "type": "string"}).content == "4"
+    wrong = calculator.run({"expr": "2 + 2", "type": "string"})
+    assert "missing required argument 'expression'" in wrong.content and "unexpected argument 'type'" in wrong.content
+    strict = Tool.from_function(lambda expression: expression, name="echo")
+    strict.lenient = False
+    assert strict.run({"expression": "a", "type": "string"}).fault == "invalid_arguments"
