@@ -185,6 +185,8 @@ async def bench_gsm8k(client: OpenAIChatClient, args: argparse.Namespace, log_: 
     tools = [calculator, make_python_tool(Sandbox(timeout_s=10, memory_mb=512, max_output_bytes=20_000))]
     # Both set-ups interleaved, so partial results compare like with like.
     todo = [(bench, r) for r in rows for bench in args.gsm8k_configs if (bench, r["id"]) not in log_.done]
+    if args.report_only:
+        todo = []
 
     async def work(item: tuple[str, dict[str, Any]]) -> None:
         bench, row = item
@@ -195,7 +197,12 @@ async def bench_gsm8k(client: OpenAIChatClient, args: argparse.Namespace, log_: 
         log_.add(rec)
 
     await run_all(todo, work, args.concurrency, "gsm8k")
-    return {bench: summarize(log_.records(bench, [r["id"] for r in rows]), len(rows)) for bench in args.gsm8k_configs}
+    ids = [r["id"] for r in rows]
+    out = {bench: summarize(log_.records(bench, ids), len(rows)) for bench in args.gsm8k_configs}
+    # For a partial run: the problems every set-up has finished, compared on the same footing.
+    both = [i for i in ids if all((b, i) in log_.done and "error" not in log_.done[(b, i)] for b in args.gsm8k_configs)]
+    out["paired"] = {"problems": len(both), **{b: sum(bool(log_.done[(b, i)]["correct"]) for i in both) for b in args.gsm8k_configs}}
+    return out
 
 
 # -- BFCL ------------------------------------------------------------------------------------------------------------
@@ -250,7 +257,7 @@ async def bench_bfcl(client: OpenAIChatClient, args: argparse.Namespace, log_: S
     for category, choice, limit in plans:
         rows = load_bfcl(args.data_dir, category, limit)
         bench = f"bfcl-{category}-{choice}"
-        todo = [r for r in rows if (bench, r["id"]) not in log_.done]
+        todo = [] if args.report_only else [r for r in rows if (bench, r["id"]) not in log_.done]
 
         async def work(row: dict[str, Any], category: str = category, choice: str = choice) -> None:
             log_.add(await bfcl_sample(client, row, category, choice))
@@ -281,7 +288,8 @@ def bench_attacks() -> dict[str, Any]:
 # -- report ----------------------------------------------------------------------------------------------------------
 def markdown(results: dict[str, Any]) -> str:
     lines: list[str] = []
-    g = results.get("gsm8k")
+    g = dict(results.get("gsm8k") or {})
+    paired = g.pop("paired", None)
     if g:
         first = next(iter(g.values()))["samples"]
         lines += [f"| GSM8K (first {first} test) | accuracy | mean steps | parse failures | invalid calls | prompt tokens | completion tokens | errors |",
@@ -293,6 +301,9 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {names.get(bench, bench)} | {acc} | {s['mean_steps']} | {s['parse_failures']} | {s['invalid_calls']} | "
                          f"{s['prompt_tokens']:,} | {s['completion_tokens']:,} | {s['errors']} |")
         lines.append("")
+        if paired and any(s["finished"] < s["samples"] for s in g.values()):
+            counts = ", ".join(f"{names.get(b, b)} {c}" for b, c in paired.items() if b != "problems")
+            lines += [f"Partial run: on the {paired['problems']} problems both set-ups finished, correct: {counts}.", ""]
     b = results.get("bfcl")
     if b:
         lines += ["| BFCL category | tool_choice | accuracy | malformed JSON | schema-invalid calls | no call | errors |", "|---|---|---|---|---|---|---|"]
@@ -327,6 +338,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bfcl-auto", type=int, default=0, help="also run the first N per category with tool_choice=auto")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--out", type=Path, default=None, help="results JSON (default: $RAGENT_HOME/benchmarks/agent.json)")
+    p.add_argument("--report-only", action="store_true", help="send nothing: summarise the samples finished so far")
     args = p.parse_args(argv)
     args.gsm8k_configs = [c.strip() for c in args.gsm8k_configs.split(",") if c.strip()]
     return args
@@ -358,14 +370,15 @@ def main(argv: list[str] | None = None) -> None:
         provenance: dict[str, Any] = collect()
     except ImportError:
         provenance = {}
-    model = client.model if ({"gsm8k", "bfcl"} & only) else settings.model
+    model = client.model if ({"gsm8k", "bfcl"} & only) and not args.report_only else settings.model
     record = {
         "benchmark": "agent", "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_s": round(time.time() - started, 1),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "model": model, "base_url": settings.base_url, "temperature": 0.0, "provenance": provenance, "results": results,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf-8")
+    if not args.report_only:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf-8")
     print(markdown(results))
     print(f"\nresults: {out}\nsamples: {samples.path}")
 
