@@ -40,8 +40,18 @@ _ZH_STOP = (
 ZH_STOPWORDS = frozenset(_ZH_STOP.split())
 
 
+def _bm25s() -> Any:
+    """The ``bm25s`` module, its logger made to follow the application's logging: bm25s sets its own logger to
+    DEBUG on import, which printed "Building index from tokens" on every CLI ingest."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.NOTSET)
+    return bm25s
+
+
 def _en_stopwords() -> frozenset[str]:
     try:
+        _bm25s()
         from bm25s.stopwords import STOPWORDS_EN
 
         return frozenset(STOPWORDS_EN)
@@ -109,9 +119,9 @@ class BM25Index:
     def build(cls, chunks: Sequence[Chunk], *, texts: Sequence[str] | None = None, known: dict[str, list[str]] | None = None) -> BM25Index:
         """Index ``chunks``; ``texts`` (default: the chunk texts with their heading path) are what gets tokenized.
         ``known`` maps chunk ids to terms from an earlier index, reused instead of segmenting again."""
-        import bm25s
-
         from knowledge.splitter import context_text
+
+        bm25s = _bm25s()
 
         chunks = list(chunks)
         fp = fingerprint(c.id for c in chunks)
@@ -182,8 +192,7 @@ class BM25Index:
         if not fp_file.is_file():
             return None
         try:
-            import bm25s
-
+            bm25s = _bm25s()
             chunks = []
             tokens: list[list[str]] | None = []
             with open(directory / "chunks.jsonl", encoding="utf-8") as fh:

@@ -21,6 +21,7 @@ from knowledge.embedders import make_embedder
 from knowledge.errors import KnowledgeBaseError, KnowledgeBaseExistsError, KnowledgeBaseNotFoundError
 from knowledge.manifest import Manifest
 from knowledge.splitter import TokenSplitter
+from knowledge.store import ChromaStore
 from knowledge.tokenizer import default_tokenizer, load_tokenizer
 from llm_backend.errors import ConfigError, did_you_mean
 
@@ -57,6 +58,8 @@ class KnowledgeBaseRegistry:
         self.root = self.home / "kb"
         self.models_dir = models_dir or self.home / "models"
         self.client = client
+        self.embedding_cache = self.home / "cache" / "embeddings.sqlite3"
+        """Passage vectors shared by this home's knowledge bases (:mod:`knowledge.embedcache`)."""
 
     def names(self) -> list[str]:
         if not self.root.is_dir():
@@ -91,7 +94,7 @@ class KnowledgeBaseRegistry:
         directory.mkdir(parents=True, exist_ok=True)
         manifest.save(directory / "manifest.json")
         log.info("created knowledge base %s (embedder %s, %s)", name, embedder, splitter.settings())
-        return KnowledgeBase(directory, manifest, models_dir=self.models_dir, client=self.client)
+        return KnowledgeBase(directory, manifest, models_dir=self.models_dir, client=self.client, embedding_cache=self.embedding_cache)
 
     def open(self, name: str) -> KnowledgeBase:
         """Open an existing knowledge base; the error lists the known ones and the closest name."""
@@ -103,7 +106,9 @@ class KnowledgeBaseRegistry:
                 f"Create it with `ragent kb create {name}`."
             )
         directory = self.root / name
-        return KnowledgeBase(directory, Manifest.load(directory / "manifest.json"), models_dir=self.models_dir, client=self.client)
+        return KnowledgeBase(
+            directory, Manifest.load(directory / "manifest.json"), models_dir=self.models_dir, client=self.client, embedding_cache=self.embedding_cache
+        )
 
     def list(self) -> list[dict[str, Any]]:
         """A summary of every knowledge base (a damaged one is listed with its error)."""
@@ -116,10 +121,15 @@ class KnowledgeBaseRegistry:
         return out
 
     def delete(self, name: str) -> None:
-        """Delete a knowledge base: its folder, and its collection when it lives on a Chroma server."""
+        """Delete a knowledge base: its folder, and its collection when it lives on a Chroma server. A base of the
+        same name can be created again at once, in this process too."""
         kb = self.open(name)
         with kb.writing():
             if kb.manifest.store.get("kind") == "http":
                 kb.store.drop()
+                kb.store.close()
+            else:
+                # Before the folder goes: a later store at this path must not reuse this process's cached system.
+                ChromaStore.release_path(kb.path / "chroma")
         shutil.rmtree(kb.path)
         log.info("deleted knowledge base %s", name)

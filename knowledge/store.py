@@ -103,6 +103,44 @@ class ChromaStore:
                 raise StoreError(f"cannot open Chroma collection {self.collection_name!r} at {self.location}: {exc}") from exc
         return self._col
 
+    def close(self) -> None:
+        """Release this store's Chroma client (an embedded store's files stay open while any client of the same
+        path in this process is open; see :meth:`release_path`)."""
+        close = getattr(self._client, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception as exc:  # closing twice, or a server already gone
+                log.debug("closing Chroma client for %s: %s", self.location, exc)
+        self._col = None
+
+    @staticmethod
+    def release_path(path: Path) -> None:
+        """Stop and forget the Chroma system this process keeps for the embedded store in ``path``, whoever opened
+        it. Call it before deleting the folder: chromadb caches one system per path (``SharedSystemClient``) until
+        its last client is closed, and a store created again at the same path would reuse the stale system, whose
+        database file is gone ("attempt to write a readonly database", chroma-core/chroma#6499). Clients of that
+        path still held elsewhere in the process stop working, as they must: their store is deleted."""
+        try:
+            from chromadb.api.shared_system_client import SharedSystemClient
+        except ImportError:  # pragma: no cover - chromadb is a dependency
+            return
+        target = Path(path).resolve()
+        # No public API drops one path's system (clear_system_cache() drops every path's and stops none); these
+        # class attributes are what chromadb 1.5's own Client.close() updates.
+        with SharedSystemClient._refcount_lock:
+            keys = [k for k in SharedSystemClient._identifier_to_system if k and Path(k).resolve() == target]
+            systems = [SharedSystemClient._identifier_to_system.pop(k) for k in keys]
+            for k in keys:
+                SharedSystemClient._identifier_to_refcount.pop(k, None)
+        for system in systems:
+            try:
+                system.stop()
+            except Exception as exc:
+                log.debug("stopping the Chroma system of %s: %s", target, exc)
+        if systems:
+            log.debug("released the Chroma system of %s", target)
+
     def drop(self) -> None:
         """Delete the whole collection."""
         try:

@@ -175,6 +175,28 @@ def test_registry_create_list_delete(tmp_path: Path) -> None:
     assert registry.names() == ["two"]
 
 
+def test_delete_then_create_again_in_the_same_process(tmp_path: Path) -> None:
+    """chromadb caches one system per path; a base deleted and created again under the same name must get a fresh
+    one, not the stale system whose database file is gone ("attempt to write a readonly database")."""
+    corpus = tmp_path / "c"
+    _write_corpus(corpus, 2)
+    registry = KnowledgeBaseRegistry(tmp_path / "home")
+    first = registry.create("again", embedder="hash")
+    first.ingest([corpus])
+    other = registry.create("other", embedder="hash")  # another base's system must survive the delete
+    other.ingest([corpus])
+    registry.delete("again")  # `first` still holds a client of the deleted store
+    second = registry.create("again", embedder="hash")
+    report = second.ingest([corpus])
+    assert report.ok and len(report.added) == 2
+    assert second.store.count() == second.manifest.n_chunks() > 0
+    reopened = registry.open("again")
+    assert reopened.store.count() == second.manifest.n_chunks()
+    assert other.store.count() == other.manifest.n_chunks() > 0
+    registry.delete("again")
+    assert registry.names() == ["other"]
+
+
 def test_second_writer_is_refused(tmp_path: Path) -> None:
     kb = KnowledgeBaseRegistry(tmp_path / "home").create("lock", embedder="none")
     other = KnowledgeBaseRegistry(tmp_path / "home").open("lock")
@@ -199,3 +221,15 @@ def test_bm25_rebuild_segments_only_new_chunks(tmp_path: Path, monkeypatch: pyte
     assert report.added and kb.manifest.n_chunks() == before + new_chunks
     assert len(calls) == new_chunks  # unchanged chunks reuse their saved terms
     assert kb.bm25_index().search("新的内容", 1)
+
+
+def test_bm25s_debug_lines_follow_our_logging(caplog: pytest.LogCaptureFixture) -> None:
+    """bm25s sets its logger to DEBUG on import; the CLI (root at WARNING) printed "Building index from tokens"."""
+    import logging
+
+    from knowledge.lexical import BM25Index
+
+    caplog.set_level(logging.WARNING)
+    BM25Index.build([Chunk("a", "hello world", {}), Chunk("b", "another text", {})])
+    assert not logging.getLogger("bm25s").isEnabledFor(logging.DEBUG)
+    assert not [r for r in caplog.records if r.name.startswith("bm25s")]
