@@ -51,13 +51,24 @@ class ReconcileReport:
 
 class KnowledgeBase:
     """A knowledge base on disk. ``models_dir`` is where a chat-model tokenizer recorded in the manifest is
-    looked up; ``client`` serves ``server:`` embedders."""
+    looked up; ``client`` serves ``server:`` embedders; ``embedding_cache`` (a SQLite file, shared by the bases
+    of a data home) keeps passage vectors so that text embedded once is never embedded again
+    (:mod:`knowledge.embedcache`)."""
 
-    def __init__(self, directory: Path, manifest: Manifest, *, models_dir: Path | None = None, client: OpenAIChatClient | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        manifest: Manifest,
+        *,
+        models_dir: Path | None = None,
+        client: OpenAIChatClient | None = None,
+        embedding_cache: Path | None = None,
+    ) -> None:
         self.path = directory
         self.manifest = manifest
         self.models_dir = models_dir
         self.client = client
+        self.embedding_cache = embedding_cache
         self._store: ChromaStore | None = None
         self._embedder: Embedder | None = None
         self._embedder_loaded = False
@@ -95,7 +106,13 @@ class KnowledgeBase:
     def embedder(self) -> Embedder | None:
         """The embedder the manifest names (None for a BM25-only base)."""
         if not self._embedder_loaded:
-            self._embedder = make_embedder(self.manifest.embedder, client=self.client)
+            embedder = make_embedder(self.manifest.embedder, client=self.client)
+            if embedder is not None and self.embedding_cache is not None:
+                from knowledge.embedcache import CACHEABLE, CachingEmbedder, EmbeddingCache
+
+                if embedder.name in CACHEABLE:
+                    embedder = CachingEmbedder(embedder, EmbeddingCache(self.embedding_cache))
+            self._embedder = embedder
             self._embedder_loaded = True
         return self._embedder
 

@@ -34,6 +34,7 @@ FUSION_WEIGHTS: dict[str, dict[str, tuple[float, float]]] = {
     # embedder: {query language: (dense weight, BM25 weight)}
     "e5": {"zh": (1.0, 1.0), "en": (1.0, 0.1)},
     "minilm": {"zh": (0.0, 1.0), "en": (1.0, 0.0)},
+    "minilm-int8": {"zh": (0.0, 1.0), "en": (1.0, 0.0)},  # the same model, quantized: the same weights
     "hash": {"zh": (0.5, 1.0), "en": (0.5, 1.0)},
 }
 """Fusion weights per embedder and query language. MiniLM is English-only: on Chinese queries only BM25 counts.
