@@ -1,9 +1,6 @@
 """The knowledge-base chat without Streamlit: ask a question through :func:`core.rag.answer` and turn the answer
 into a chat turn that the page renders (text with ``[n]`` markers, and one source panel per citation with file,
-page or section, snippet and retrieval score).
-
-``core.rag.Citation`` carries no score, so the retriever and the reranker are wrapped to remember the scores of the
-hits they returned (:class:`RecordingRetriever`, :class:`RecordingReranker`).
+page or section, snippet and retrieval scores, which each ``core.rag.Citation`` carries).
 
 Example::
 
@@ -20,7 +17,7 @@ from typing import Any
 
 from core.rag import Answer, Citation, Reranker, answer
 from knowledge.tokenizer import TokenCounter
-from knowledge.types import Hit, Retriever
+from knowledge.types import Retriever
 from llm_backend.client import ChatClient
 from llm_backend.types import Message
 
@@ -31,44 +28,13 @@ ChatTurn = dict[str, Any]
 ``found``, ``query``, ``inferred`` and, when the question failed, ``error``."""
 
 
-class RecordingRetriever:
-    """Passes ``retrieve`` through and remembers every hit by chunk id (the latest score wins)."""
-
-    def __init__(self, inner: Retriever) -> None:
-        self.inner = inner
-        self.hits: dict[str, Hit] = {}
-
-    def retrieve(self, query: str, k: int, **kwargs: Any) -> list[Hit]:
-        hits = self.inner.retrieve(query, k, **kwargs)
-        self.hits.update((h.chunk_id, h) for h in hits)
-        return hits
-
-
-class RecordingReranker:
-    """Passes ``rerank`` through and remembers the reranked hits (their ``score`` is the reranker's)."""
-
-    def __init__(self, inner: Reranker, into: dict[str, Hit]) -> None:
-        self.inner = inner
-        self.hits = into
-
-    def rerank(self, query: str, hits: Sequence[Hit], k: int) -> list[Hit]:
-        out = self.inner.rerank(query, hits, k)
-        self.hits.update((h.chunk_id, h) for h in out)
-        return out
-
-
-def _score_parts(hit: Hit | None) -> dict[str, float]:
-    if hit is None:
+def _score_parts(citation: Citation) -> dict[str, float]:
+    if citation.score is None:
         return {}
-    parts = {"score": float(hit.score)}
-    for key, label in (("dense_score", "dense"), ("bm25_score", "bm25"), ("rerank_score", "rerank")):
-        value = hit.meta.get(key)
-        if isinstance(value, int | float):
-            parts[label] = float(value)
-    return parts
+    return {"score": citation.score, **citation.scores}
 
 
-def source_row(citation: Citation, hit: Hit | None) -> dict[str, Any]:
+def source_row(citation: Citation) -> dict[str, Any]:
     """What the source panel of one citation shows: number, label, file, page or section, snippet, scores."""
     where = []
     if citation.page is not None:
@@ -83,7 +49,7 @@ def source_row(citation: Citation, hit: Hit | None) -> dict[str, Any]:
         "title": citation.title,
         "where": " · ".join(where),
         "snippet": citation.text,
-        "scores": _score_parts(hit),
+        "scores": _score_parts(citation),
         "inferred": citation.inferred,
         "chunk_id": citation.chunk_id,
     }
@@ -110,12 +76,12 @@ def history_messages(turns: Sequence[ChatTurn], max_turns: int = 6) -> list[Mess
     return messages[-2 * max_turns :]
 
 
-def answer_turn(result: Answer, hits: dict[str, Hit]) -> ChatTurn:
+def answer_turn(result: Answer) -> ChatTurn:
     """The assistant turn for a finished :class:`~core.rag.Answer`."""
     return {
         "role": "assistant",
         "content": result.text,
-        "sources": [source_row(c, hits.get(c.chunk_id)) for c in result.citations],
+        "sources": [source_row(c) for c in result.citations],
         "found": result.found,
         "query": result.query,
         "inferred": any(c.inferred for c in result.citations),
@@ -138,14 +104,12 @@ def ask(
 ) -> ChatTurn:
     """Answer ``question`` from ``retriever`` (streaming text to ``on_delta``) and return the assistant turn.
     Errors propagate (the page shows their message)."""
-    recorder = RecordingRetriever(retriever)
-    rerank = RecordingReranker(reranker, recorder.hits) if reranker is not None else None
     result = answer(
         question,
-        retriever=recorder,
+        retriever=retriever,
         client=client,
         history=history_messages(history),
-        reranker=rerank,
+        reranker=reranker,
         k=k,
         candidates=max(12, 3 * k),
         context_tokens=context_tokens,
@@ -153,4 +117,4 @@ def ask(
         on_delta=on_delta,
         max_tokens=max_tokens,
     )
-    return answer_turn(result, recorder.hits)
+    return answer_turn(result)

@@ -36,7 +36,7 @@ from llm_backend.types import Message, Usage
 
 log = logging.getLogger(__name__)
 
-DENSE_RELEVANCE: dict[str, float] = {"e5": 0.86, "minilm": 0.40, "hash": 0.6}
+DENSE_RELEVANCE: dict[str, float] = {"e5": 0.86, "minilm": 0.40, "minilm-int8": 0.40, "hash": 0.6}
 """Cosine similarity above which a dense hit counts as relevant even without shared words (per embedder)."""
 MIN_TERM_COVERAGE = 0.33
 """Share of the query's words (stop words excluded) a passage must contain to count as relevant."""
@@ -45,6 +45,7 @@ REFUSALS = ("没有找到答案", "没有找到相关", "do not contain the answ
 """Phrases of the templates' "not in the passages" reply: such an answer gets no inferred citations."""
 
 _CITE = re.compile(r"[\[【]\s*(\d+(?:\s*[,，、]\s*\d+)*)\s*[\]】]")
+_OPEN_MARKER = re.compile(r"[\[【][\d\s,，、]*$")
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,11 @@ class Citation:
     page: int | None = None
     text: str = ""
     inferred: bool = False
+    score: float | None = None
+    """The score of the cited hit as retrieval returned it: the fused rank score for hybrid retrieval, the cosine
+    similarity for dense, the BM25 score for BM25, the reranker's score after a reranker."""
+    scores: dict[str, float] = field(default_factory=dict, compare=False)
+    """The parts behind ``score`` that the hit recorded: ``dense``, ``bm25``, ``rerank``."""
 
     @property
     def short_label(self) -> str:
@@ -92,6 +98,10 @@ class Answer:
     sources: tuple[Citation, ...] = ()
     found: bool = True
     language: str = "en"
+    fallback: str = ""
+    """How the text was made when the model's first reply held no words (only ``[n]`` markers): ``""`` (the
+    model's first reply), ``"retry"`` (a second request with a stricter instruction answered) or ``"extract"``
+    (both replies were markers only; the text quotes the top passage's most relevant sentence, and says so)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -149,9 +159,14 @@ def pack_context(hits: Sequence[Hit], budget: int, tokenizer: TokenCounter) -> l
     return out
 
 
+SCORE_PARTS = (("dense_score", "dense"), ("bm25_score", "bm25"), ("rerank_score", "rerank"))
+"""Hit meta keys of the retrievers' and rerankers' own scores, and their names in :attr:`Citation.scores`."""
+
+
 def _citation(number: int, hit: Hit, text: str) -> Citation:
     meta = hit.meta
     page = meta.get("page")
+    parts = {name: float(meta[key]) for key, name in SCORE_PARTS if isinstance(meta.get(key), int | float)}
     return Citation(
         number=number,
         chunk_id=hit.chunk_id,
@@ -160,6 +175,8 @@ def _citation(number: int, hit: Hit, text: str) -> Citation:
         section=str(meta.get("section", "")),
         page=int(page) if isinstance(page, int | float) else None,
         text=text,
+        score=float(hit.score),
+        scores=parts,
     )
 
 
@@ -214,6 +231,55 @@ def attribute(text: str, sources: Sequence[Citation], *, min_coverage: float = 0
     return "".join(out), tuple(replace(c, inferred=True) for c in cited)
 
 
+# -- answers without words ------------------------------------------------------------------------------------------
+def marker_only(text: str) -> bool:
+    """True when ``text`` holds no words: empty, or only citation markers, punctuation and spaces (``"[2]."``,
+    ``"[1] [2] [3]"``), which small models write when they copy the prompt's citation example.
+
+    >>> marker_only("[1] [2]."), marker_only("It runs on a CPU [1].")
+    (True, False)
+    """
+    return not any(ch.isalnum() for ch in _CITE.sub("", text))
+
+
+def _may_be_marker_only(text: str) -> bool:
+    """Whether a reply streamed so far could still turn out to be only markers (``"[1"`` may become ``"[1]"``)."""
+    return not any(ch.isalnum() for ch in _OPEN_MARKER.sub("", _CITE.sub("", text)))
+
+
+def best_sentence(query: str, text: str, *, max_chars: int = 400) -> str:
+    """The sentence of ``text`` that holds most of the query's words (the first one on a tie), cut to ``max_chars``."""
+    sentences = [s.strip() for s in re.split(r"(?<=[。！？!?])|(?<=\.)\s+|\n+", text) if s.strip()] or [text.strip()]
+    q = set(tokenize(query))
+    best, best_n = sentences[0], -1
+    for sentence in sentences:
+        n = len(q & set(tokenize(sentence)))
+        if n > best_n:
+            best, best_n = sentence, n
+    return best if len(best) <= max_chars else best[:max_chars].rstrip() + " …"
+
+
+def _generate(
+    client: ChatClient, messages: list[Message], on_delta: Callable[[str], None] | None, *, hold: bool = True, **params: Any
+) -> tuple[str, Usage]:
+    """Stream one reply. With ``hold``, deltas reach ``on_delta`` only once the reply holds a word, so a reply of
+    nothing but citation markers is never shown (the caller retries or falls back); a real answer streams with at
+    most the delay of a leading marker."""
+    parts: list[str] = []
+    usage = Usage()
+    shown = 0  # how many parts on_delta has seen
+    for chunk in client.stream(messages, **params):
+        if chunk.delta:
+            parts.append(chunk.delta)
+            if on_delta is not None and (shown or not hold or not _may_be_marker_only("".join(parts))):
+                for part in parts[shown:]:
+                    on_delta(part)
+                shown = len(parts)
+        if chunk.usage is not None:
+            usage = chunk.usage
+    return "".join(parts).strip(), usage
+
+
 # -- follow-up questions --------------------------------------------------------------------------------------------
 def rewrite_query(question: str, history: Sequence[Message], client: ChatClient, *, max_turns: int = 3, language: str | None = None) -> str:
     """A stand-alone version of ``question`` given the conversation ``history`` (the question itself when there
@@ -257,8 +323,15 @@ def answer(
     temperature: float = 0.0,
     template: str = "answer",
     min_coverage: float = MIN_TERM_COVERAGE,
+    recover: bool = True,
 ) -> Answer:
-    """Answer ``question`` from ``retriever`` with numbered citations, streaming text to ``on_delta``."""
+    """Answer ``question`` from ``retriever`` with numbered citations, streaming text to ``on_delta``.
+
+    A reply with no words, only citation markers such as ``"[1] [2]."`` (small models copy the prompt's
+    citation example), is never shown: with ``recover`` (default) the model is asked once more with a stricter
+    instruction, and if that reply holds no words either, the answer quotes the top passage's most relevant
+    sentence with its citation, marked as a quotation (``Answer.fallback`` says which happened). Without
+    ``recover`` the text is the model's reply as it is."""
     query = rewrite_query(question, history, client) if history else question
     lang = language or detect_language(question)
 
@@ -280,17 +353,23 @@ def answer(
     packed = pack_context(relevant, context_tokens, tok)
     sources = tuple(_citation(i + 1, hit, text) for i, (hit, text) in enumerate(packed))
     messages = build_messages(query, sources, lang, template=template)
-    # 5. stream
-    parts: list[str] = []
-    usage = Usage()
-    for chunk in client.stream(messages, temperature=temperature, max_tokens=max_tokens):
-        if chunk.delta:
-            parts.append(chunk.delta)
+    # 5. stream (a reply of only citation markers is held back)
+    text, usage = _generate(client, messages, on_delta, hold=recover, temperature=temperature, max_tokens=max_tokens)
+    fallback = ""
+    if recover and marker_only(text):
+        tpl = load_template(template)
+        log.info("answer held no words (%r); asking again with a stricter instruction", text[:80])
+        retry = [messages[0], {"role": "user", "content": messages[1]["content"] + "\n" + tpl.render(lang, "retry", question=query)}]
+        text, more = _generate(client, retry, on_delta, temperature=temperature, max_tokens=max_tokens)
+        usage = usage + more
+        fallback = "retry"
+        if marker_only(text):
+            top = sources[0]
+            text = tpl.render(lang, "extract", sentence=best_sentence(query, top.text), number=top.number)
+            log.info("retry held no words either; quoting passage [%d]", top.number)
+            fallback = "extract"
             if on_delta is not None:
-                on_delta(chunk.delta)
-        if chunk.usage is not None:
-            usage = chunk.usage
-    text = "".join(parts).strip()
+                on_delta(text)
     # 6. cite: the model's own [n] markers; if it wrote none, attribute sentences to passages afterwards
     citations = parse_citations(text, sources)
     if not citations and text and not any(p in text for p in REFUSALS):
@@ -304,4 +383,5 @@ def answer(
         sources=sources,
         found=True,
         language=lang,
+        fallback=fallback,
     )

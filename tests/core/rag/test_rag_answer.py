@@ -126,3 +126,85 @@ def test_cross_encoder_reranker_with_injected_model() -> None:
     assert [h.chunk_id for h in out] == ["c1"]
     with pytest.raises(ConfigError):
         CrossEncoderReranker("/no/such/folder").rerank("q", HITS, 1)
+
+
+# -- answers that are nothing but citation markers ------------------------------------------------------------------
+EN_HITS = [
+    Hit("e1", "The app listens on port 8501 by default. Use --port to change it.", 0.8, {"source": "/guide/app.md", "section": "The app", "bm25_score": 2.0}),
+    Hit("e2", "The model server listens on port 8000; the app talks to it.", 0.4, {"source": "/guide/serving.md", "bm25_score": 1.0}),
+]
+
+
+def test_marker_only_detects_replies_without_words() -> None:
+    from core.rag.answer import marker_only
+
+    for text in ("", "  ", "[2].", "[1] [2] [3]", "[1, 2]。", "【1】", "[2]. [1]"):
+        assert marker_only(text), text
+    for text in ("It listens on port 8501 [1].", "默认端口是 8501 [1]。", "8501 [1]", "No."):
+        assert not marker_only(text), text
+
+
+def test_marker_only_reply_is_retried_and_never_shown() -> None:
+    client = ScriptedChatClient(["[1] [2].", "The app uses port 8501 by default [1]."])
+    deltas: list[str] = []
+    result = answer("Which port does the app use?", retriever=FixedRetriever(EN_HITS), client=client, on_delta=deltas.append, tokenizer=default_tokenizer())
+    assert result.text == "The app uses port 8501 by default [1]." and result.fallback == "retry"
+    assert "".join(deltas) == result.text  # the marker-only first reply never reached the screen
+    assert [c.number for c in result.citations] == [1] and not result.citations[0].inferred
+    assert len(client.calls) == 2
+    first, second = (c["messages"][1]["content"] for c in client.calls)
+    assert second.startswith(first) and "not an answer" in second and "Which port does the app use?" in second[len(first):]
+    assert result.usage.prompt_tokens == 20  # both requests counted
+
+
+def test_two_marker_only_replies_fall_back_to_a_marked_quotation() -> None:
+    client = ScriptedChatClient(["[2].", "[1]"])
+    deltas: list[str] = []
+    result = answer("Which port does the app use by default?", retriever=FixedRetriever(EN_HITS), client=client, on_delta=deltas.append, tokenizer=default_tokenizer())
+    assert result.fallback == "extract" and len(client.calls) == 2
+    assert result.text.startswith("(The model gave no answer in words")
+    assert '"The app listens on port 8501 by default." [1]' in result.text  # the top passage's best sentence
+    assert "".join(deltas) == result.text
+    assert [c.number for c in result.citations] == [1]
+
+
+def test_chinese_fallback_quotes_in_chinese() -> None:
+    client = ScriptedChatClient(["[1]。", "[1]"])
+    result = answer("LoRA 训练什么？", retriever=FixedRetriever(HITS), client=client, tokenizer=default_tokenizer())
+    assert result.fallback == "extract" and result.text.startswith("（模型没有给出文字回答")
+    assert "只训练低秩分解矩阵" in result.text and result.text.endswith("[1]")
+    assert "只写资料编号不算回答" in client.calls[1]["messages"][1]["content"]
+
+
+def test_leading_marker_is_held_back_only_until_a_word_arrives() -> None:
+    client = ScriptedChatClient(["[1] The app uses port 8501 [1]."])
+    deltas: list[str] = []
+    result = answer("Which port does the app use?", retriever=FixedRetriever(EN_HITS), client=client, on_delta=deltas.append, tokenizer=default_tokenizer())
+    assert result.fallback == "" and len(client.calls) == 1
+    assert "".join(deltas) == result.text == "[1] The app uses port 8501 [1]."
+    assert len(deltas) > 1  # still streamed, not delivered in one piece at the end
+
+
+def test_recover_off_returns_the_reply_as_it_is() -> None:
+    client = ScriptedChatClient(["[1] [2]."])
+    deltas: list[str] = []
+    result = answer("Which port does the app use?", retriever=FixedRetriever(EN_HITS), client=client, on_delta=deltas.append, tokenizer=default_tokenizer(), recover=False)
+    assert result.text == "[1] [2]." and result.fallback == "" and len(client.calls) == 1
+    assert "".join(deltas) == "[1] [2]."
+
+
+def test_best_sentence_picks_the_sentence_with_the_query_words() -> None:
+    from core.rag.answer import best_sentence
+
+    text = "Chunks are stored in Chroma. The app listens on port 8501 by default. Use --port to change it."
+    assert best_sentence("Which port does the app listen on?", text) == "The app listens on port 8501 by default."
+    assert best_sentence("量化", "LoRA 冻结权重。QLoRA 还做了量化。其他。") == "QLoRA 还做了量化。"
+    assert best_sentence("x", "a" * 1000).endswith(" …")
+
+
+def test_citations_carry_the_retriever_score() -> None:
+    client = ScriptedChatClient(["The app uses port 8501 [1], the server 8000 [2]."])
+    result = answer("Which port does the app use?", retriever=FixedRetriever(EN_HITS), client=client, tokenizer=default_tokenizer())
+    assert [c.score for c in result.citations] == [0.8, 0.4]
+    assert [c.score for c in result.sources] == [0.8, 0.4]
+    assert result.citations[0].scores == {"bm25": 2.0}
