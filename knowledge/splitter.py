@@ -124,6 +124,21 @@ def _boundary_level(text: str, pos: int) -> int:
     return 0
 
 
+class _Levels:
+    """``levels[i]`` is :func:`_boundary_level` of cut point ``i``, computed on first use."""
+
+    def __init__(self, text: str, points: list[int]) -> None:
+        self.text = text
+        self.points = points
+        self.cache: dict[int, int] = {}
+
+    def __getitem__(self, i: int) -> int:
+        level = self.cache.get(i)
+        if level is None:
+            level = self.cache[i] = _boundary_level(self.text, self.points[i])
+        return level
+
+
 def chunk_id(source: str, index: int, text: str) -> str:
     """Stable chunk id from the source, the chunk's position in it and its content."""
     return hashlib.sha1(f"{source}\x00{index}\x00{text}".encode()).hexdigest()[:24]
@@ -171,7 +186,7 @@ class TokenSplitter:
             return []
         budget, overlap = self.chunk_tokens, self.overlap_tokens
         points, counts = self._cut_points(text)
-        levels = [_boundary_level(text, p) for p in points]
+        levels = _Levels(text, points)  # computed on demand: most cut points are never looked at
         spans: list[tuple[int, int]] = []
         s = 0  # index into points
         last = len(points) - 1
@@ -179,7 +194,8 @@ class TokenSplitter:
             # Furthest point within budget by the whole-text token count.
             limit = bisect.bisect_right(counts, counts[s] + budget) - 1
             limit = max(limit, s + 1)
-            if limit >= last and self.tokenizer.count(text[points[s] :]) <= budget:
+            # From the start, the whole-text count is exact (same encoding); later, BPE may merge differently.
+            if limit >= last and (s == 0 or self.tokenizer.count(text[points[s] :]) <= budget):
                 spans.append((points[s], points[last]))
                 break
             limit = min(limit, last)
@@ -195,7 +211,7 @@ class TokenSplitter:
             s = self._overlap_start(s, e, counts, levels, overlap)
         return spans
 
-    def _best_end(self, s: int, limit: int, counts: list[int], levels: list[int], budget: int) -> int:
+    def _best_end(self, s: int, limit: int, counts: list[int], levels: _Levels, budget: int) -> int:
         floor = counts[s] + int(budget * self.min_fill)
         best, best_level = limit, levels[limit]
         for i in range(limit - 1, s, -1):
@@ -207,7 +223,7 @@ class TokenSplitter:
                     break
         return best
 
-    def _overlap_start(self, s: int, e: int, counts: list[int], levels: list[int], overlap: int) -> int:
+    def _overlap_start(self, s: int, e: int, counts: list[int], levels: _Levels, overlap: int) -> int:
         if overlap <= 0:
             return e
         best, best_level = e, -1
