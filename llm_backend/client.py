@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import threading
@@ -147,12 +148,23 @@ class OpenAIChatClient:
         loop = asyncio.get_running_loop()
         if self._async is not None and self._async_clients_loop is not loop:
             # HTTP connections belong to the event loop that opened them: a new loop (another asyncio.run) needs
-            # new clients. The old ones are left to the garbage collector; their loop is gone.
+            # new clients. The old ones cannot be closed from here (their loop is gone or elsewhere), and the official
+            # client's __del__ would schedule their close on *this* loop, which fails with "Event loop is closed".
+            _abandon_async_clients(self._async, self._async_clients_loop)
             self._async = None
         self._async_clients_loop = loop
         if self._async is None:
             self._async = [
-                openai.AsyncOpenAI(base_url=u, api_key=self.settings.api_key_value(), timeout=self._timeout(), max_retries=self.settings.max_retries)
+                openai.AsyncOpenAI(
+                    base_url=u,
+                    api_key=self.settings.api_key_value(),
+                    timeout=self._timeout(),
+                    max_retries=self.settings.max_retries,
+                    # The SDK's own HTTP client closes itself in __del__ by scheduling a task on whatever loop is
+                    # running then: a client dropped after its asyncio.run ended fails on the next loop with "Event
+                    # loop is closed". The plain one with the SDK's defaults has no such __del__.
+                    http_client=openai.DefaultAsyncHttpxClient(timeout=self._timeout()),
+                )
                 for u in self.urls
             ]
         i = self._pick()
@@ -443,6 +455,28 @@ class OpenAIChatClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _abandon_async_clients(clients: list[openai.AsyncOpenAI], loop: asyncio.AbstractEventLoop | None) -> None:
+    """Release async clients that belong to another event loop without touching the current one.
+
+    Their own loop, if it still runs (another thread), closes them; otherwise their sockets are closed directly
+    and the clients are marked closed, so that garbage collection schedules nothing on the running loop.
+    """
+    for c in clients:
+        if loop is not None and loop.is_running() and not loop.is_closed():
+            asyncio.run_coroutine_threadsafe(c.close(), loop)
+            continue
+        inner = c._client  # the httpx2.AsyncClient; the official client offers no synchronous close
+        pool = getattr(getattr(inner, "_transport", None), "_pool", None)
+        for conn in list(getattr(pool, "_connections", []) or []):
+            stream = getattr(getattr(conn, "_connection", None), "_network_stream", None)
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            raw = getattr(sock, "_sock", sock)  # asyncio wraps the socket in a TransportSocket without close()
+            if raw is not None:
+                with contextlib.suppress(OSError):
+                    raw.close()
+        inner._state = httpx2._client.ClientState.CLOSED
 
 
 def _error_detail(exc: openai.APIStatusError) -> str:

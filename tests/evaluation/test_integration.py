@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -28,8 +29,13 @@ def test_gsm8k_20_samples_real_server(real_client: OpenAIChatClient, shared_data
     assert saved["provenance"]["git"]["commit"] and saved["provenance"]["packages"]["openai"]
     records = [json.loads(line) for line in (run_dir / "samples.jsonl").read_text().splitlines()]
     assert len(records) == 20 and all(r["responses"][0]["text"] for r in records)
-    # Most answers of an instruct model after 5 worked examples end with "#### N": the strict extractor finds them.
-    assert sum(r["extracted"]["strict-match"] != "[invalid]" for r in records) >= 10
+    # The filters behave as lm-eval's regexes on the real answers (how often the 0.5B model writes "#### N" varies
+    # with batching on CPU, so the count itself is not asserted): strict finds exactly the "#### N" answers, and the
+    # flexible filter finds a number in nearly every answer.
+    for r in records:
+        found = re.findall(r"#### (\-?[0-9\.\,]+)", r["responses"][0]["text"])
+        assert r["extracted"]["strict-match"] == (found[0] if found else "[invalid]")
+    assert sum(r["extracted"]["flexible-extract"] != "[invalid]" for r in records) >= 15
     report = write_run_report(run_dir)
     assert "exact_match,strict-match (primary)" in report.read_text()
     assert (run_dir / "metrics.png").stat().st_size > 1000 and (run_dir / "latency.png").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 from collections.abc import Iterator
 
@@ -176,6 +177,27 @@ def test_async_stream_and_new_event_loops(server: FakeOpenAIServer) -> None:
 
     assert asyncio.run(collect()) == "a b c"
     assert asyncio.run(collect()) == "d e"  # a second event loop gets fresh connections
+
+
+def test_clients_of_a_finished_event_loop_are_released_quietly(server: FakeOpenAIServer) -> None:
+    """Reusing one client across asyncio.run calls must not schedule the old loop's close on the new loop."""
+    client = make_client(server)
+    server.script("one", "two")
+    errors: list[dict[str, object]] = []
+
+    async def ask() -> str:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+        text = (await client.achat(USER)).text
+        gc.collect()  # the first loop's clients are dropped here, while the second loop runs
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return text
+
+    assert asyncio.run(ask()) == "one"
+    first = client._async
+    assert asyncio.run(ask()) == "two"
+    assert first is not None and all(c.is_closed() for c in first)
+    assert errors == []
 
 
 def test_replicas_are_used_round_robin() -> None:
