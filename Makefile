@@ -7,6 +7,8 @@ PYTHON ?= python3.11
 VENV := .venv
 ENGINE_VENV := .venv-engine
 LLAMACPP_VENV := .venv-llamacpp
+BENCH_VENV := .venv-bench
+BFCL := bfcl-eval==2026.3.23
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 RAGENT := $(VENV)/bin/ragent
@@ -26,7 +28,7 @@ export ANONYMIZED_TELEMETRY := False
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: run test install engine model system-deps lint typecheck test-unit test-integration engine-llamacpp \
-        bench freeze clean stop help
+        bench-env bench freeze freeze-bench clean stop help
 
 help:
 	@echo "make run    install everything, start the model server and the knowledge-base chat"
@@ -103,10 +105,18 @@ test-unit: install
 test-integration: install engine model system-deps
 	$(VENV)/bin/pytest -m "integration or browser" -q
 
-test: install engine model system-deps
+test: install engine model system-deps bench-env
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
+
+# Reference implementations (lm-evaluation-harness, BFCL's checker) for the reference tests, in their own environment.
+bench-env: $(BENCH_VENV)/.stamp
+$(BENCH_VENV)/.stamp: requirements-bench.txt
+	@test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q -r requirements-bench.txt
+	$(BENCH_VENV)/bin/pip install -q --no-deps $(BFCL)
+	@touch $@
 
 # --- run ---------------------------------------------------------------------------------------------------------
 run: install engine model system-deps
@@ -125,4 +135,7 @@ freeze: install
 	   $(PIP) freeze --exclude-editable | grep -v '^torch=='; } > requirements.txt
 
 clean:
-	rm -rf $(VENV) $(ENGINE_VENV) $(LLAMACPP_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(ENGINE_VENV) $(LLAMACPP_VENV) $(BENCH_VENV) .pytest_cache .mypy_cache .ruff_cache
+
+freeze-bench: bench-env
+	@{ sed -n '/^#/p' requirements-bench.txt; $(BENCH_VENV)/bin/pip freeze | grep -v '^bfcl'; } > requirements-bench.tmp && mv requirements-bench.tmp requirements-bench.txt
