@@ -104,8 +104,12 @@ def run_lm_eval(
     chat: bool = False,
     num_fewshot: int | None = None,
     extra_env: dict[str, str] | None = None,
+    cache: Path | None = None,
 ) -> tuple[float, Path]:
-    """Run ``lm_eval`` and return (wall seconds, output folder). Logs samples for per-sample comparison."""
+    """Run ``lm_eval`` and return (wall seconds, output folder). Logs samples for per-sample comparison.
+
+    ``cache``: lm-eval's own response cache (``--use_cache``, SQLite per rank), so that a killed run resumes; never
+    for speed measurements."""
     endpoint = "/chat/completions" if chat else "/completions"
     args = [f"base_url={base_url.rstrip('/')}{endpoint}", f"model={model}", f"num_concurrent={concurrency}", "max_retries=3", "timeout=600"]
     if tokenizer:
@@ -118,6 +122,9 @@ def run_lm_eval(
     ]
     if chat:
         cmd.append("--apply_chat_template")
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cmd += ["--use_cache", str(cache)]
     if num_fewshot is not None:
         cmd += ["--num_fewshot", str(num_fewshot)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(extra_env or {})}

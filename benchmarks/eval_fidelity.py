@@ -42,7 +42,8 @@ log = logging.getLogger("eval_fidelity")
 
 def ours(task: str, *, settings: Settings, out: Path, concurrency: int, **opts: Any) -> tuple[Any, list[Any], float]:
     client = OpenAIChatClient(settings.model_copy(update={"concurrency": concurrency}))
-    options = RunOptions(concurrency=concurrency, use_cache=False, rerun=True, show_progress=True, data_dir=settings.data_dir, **opts)
+    # The response cache (deterministic requests only) lets a killed run resume; accuracy does not depend on it.
+    options = RunOptions(concurrency=concurrency, use_cache=True, rerun=True, show_progress=True, data_dir=settings.data_dir, **opts)
     start = time.perf_counter()
     result = run_task(TaskRegistry(settings.home).get(task), client=client, settings=settings, options=options, run_dir=out, model=client.model)
     wall = time.perf_counter() - start
@@ -55,6 +56,7 @@ def gsm8k(args: argparse.Namespace, settings: Settings, work: Path) -> dict[str,
     wall_ref, out = _lmeval.run_lm_eval(
         model_type="local-chat-completions", base_url=args.base_url, model=args.model, tasks=task, include_path=include,
         out=work / "lm_eval_gsm8k", limit=args.gsm8k_n, concurrency=args.concurrency, chat=True,
+        cache=work / "lm_eval_cache" / "gsm8k",
     )
     # lm-eval logs one line per (doc, filter); index them by filter and doc id.
     by_filter: dict[str, dict[int, dict[str, Any]]] = {}
@@ -90,7 +92,7 @@ def mmlu(args: argparse.Namespace, settings: Settings, work: Path) -> dict[str, 
     wall_ref, out = _lmeval.run_lm_eval(
         model_type="local-completions", base_url=args.base_url, model=args.model, tasks=group, include_path=include,
         out=work / "lm_eval_mmlu", limit=args.mmlu_per_subject, concurrency=args.concurrency, tokenizer=args.tokenizer,
-        num_fewshot=args.mmlu_fewshot,
+        num_fewshot=args.mmlu_fewshot, cache=work / "lm_eval_cache" / "mmlu",
     )
     ref: dict[str, dict[str, Any]] = {}
     for name in names:
