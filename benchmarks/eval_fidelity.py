@@ -23,7 +23,6 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -204,7 +203,7 @@ def main() -> None:
 
     work = Path(args.out).resolve()
     work.mkdir(parents=True, exist_ok=True)
-    home = Path(tempfile.mkdtemp(prefix="ragent-fidelity-"))
+    home = work / "home"  # its response cache makes a killed run resume (see ``ours``)
     settings = Settings.load(base_url=args.base_url, model=args.model, data_dir=args.data_dir, home=home, timeout=900)
     args.model = args.model or OpenAIChatClient(settings).model
     settings = settings.model_copy(update={"model": args.model})
