@@ -22,6 +22,17 @@ from typing import Any
 from unittest import mock
 
 
+def _stub_attribute(module: str, name: str) -> Any:
+    """A class for a capitalised name (it may be a base class: a mock there is a metaclass conflict), else a mock."""
+    if name[:1].isupper():
+        return type(name, (), {
+            "__module__": module,
+            "__init__": lambda self, *args, **kwargs: None,
+            "__getattr__": lambda self, attr: mock.MagicMock(name=f"{module}.{name}.{attr}"),
+        })
+    return mock.MagicMock(name=f"{module}.{name}")
+
+
 class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Resolve the named missing packages (and their submodules) to stubs whose attributes are mocks."""
 
@@ -36,7 +47,7 @@ class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
         module = types.ModuleType(spec.name)
         module.__path__ = []  # type: ignore[attr-defined]
-        module.__getattr__ = lambda name: mock.MagicMock(name=f"{spec.name}.{name}")  # type: ignore[method-assign]
+        module.__getattr__ = lambda name: _stub_attribute(spec.name, name)  # type: ignore[method-assign]
         return module
 
     def exec_module(self, module: types.ModuleType) -> None:
