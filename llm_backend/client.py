@@ -224,22 +224,68 @@ class OpenAIChatClient:
             return BackendError(f"request to {url} failed: {exc}")
         raise exc
 
+    @contextmanager
+    def _translating(self, url: str, model: str | None = None) -> Iterator[None]:
+        """Raise the official client's errors as ours (see :meth:`_translate`); usable around an ``await`` too."""
+        try:
+            yield
+        except openai.OpenAIError as exc:
+            raise self._translate(exc, url, model) from exc
+
+    @staticmethod
+    def _chat_request(
+        messages: Sequence[Message],
+        model: str,
+        tools: Sequence[dict[str, Any]] | None,
+        tool_choice: str | None,
+        json_schema: dict[str, Any] | None,
+        stop: Sequence[str] | None,
+        params: dict[str, Any],
+        *,
+        stream: bool = False,
+    ) -> tuple[dict[str, Any], str]:
+        """Keyword arguments for ``chat.completions.create`` (non-standard fields in ``extra_body``), and the model."""
+        payload = build_chat_payload(messages, model=model, tools=tools, tool_choice=tool_choice, json_schema=json_schema, stop=stop, stream=stream, **params)
+        kwargs, extra = split_known(payload, CHAT_FIELDS)
+        return {**kwargs, "extra_body": extra or None}, payload["model"]
+
+    @staticmethod
+    def _completion_request(
+        prompt: str, model: str, max_tokens: int, echo: bool, logprobs: int | None, stop: Sequence[str] | None, params: dict[str, Any]
+    ) -> tuple[dict[str, Any], str]:
+        """Keyword arguments for ``completions.create``, and the model."""
+        payload = build_completion_payload(prompt, model=model, max_tokens=max_tokens, echo=echo, logprobs=logprobs, stop=stop, **params)
+        kwargs, extra = split_known(payload, COMPLETION_FIELDS)
+        return {**kwargs, "extra_body": extra or None}, payload["model"]
+
+    @staticmethod
+    @contextmanager
+    def _stream_guard(url: str, assembler: ChatStreamAssembler) -> Iterator[None]:
+        """A stream that breaks after it started raises :class:`StreamInterruptedError` with the partial text."""
+        try:
+            yield
+        except (httpx2.HTTPError, openai.OpenAIError) as exc:
+            raise _interrupted(url, assembler, exc) from exc
+
+    @staticmethod
+    def _stream_end(url: str, assembler: ChatStreamAssembler) -> ChatChunk:
+        """The final chunk; a stream that ended without a ``finish_reason`` was cut off."""
+        if assembler.finish_reason is None:
+            raise _interrupted(url, assembler, None)
+        return assembler.final_chunk()
+
     # -- models ---------------------------------------------------------------------------------------------------
     def models(self) -> list[str]:
         """Names of the models the server serves."""
         client, url = self._sync_client()
-        try:
+        with self._translating(url):
             return [m.id for m in client.models.list().data]
-        except openai.OpenAIError as exc:
-            raise self._translate(exc, url) from exc
 
     async def amodels(self) -> list[str]:
         client, url = self._async_client()
-        try:
+        with self._translating(url):
             page = await client.models.list()
-            return [m.id for m in page.data]
-        except openai.OpenAIError as exc:
-            raise self._translate(exc, url) from exc
+        return [m.id for m in page.data]
 
     @property
     def model(self) -> str:
@@ -281,14 +327,10 @@ class OpenAIChatClient:
         """One chat completion. ``tool_choice`` is ``"auto"``, ``"required"``, ``"none"`` or a tool's name;
         ``json_schema`` asks for output matching that schema; other ``params`` (temperature, max_tokens, seed,
         vLLM extras such as top_k) pass through."""
-        payload = build_chat_payload(messages, model=params.pop("model", None) or self.model, tools=tools, tool_choice=tool_choice, json_schema=json_schema, stop=stop, **params)
-        kwargs, extra = split_known(payload, CHAT_FIELDS)
+        kwargs, model = self._chat_request(messages, params.pop("model", None) or self.model, tools, tool_choice, json_schema, stop, params)
         client, url = self._sync_client()
-        with self._slot():
-            try:
-                response = client.chat.completions.create(**kwargs, extra_body=extra or None)
-            except openai.OpenAIError as exc:
-                raise self._translate(exc, url, payload["model"]) from exc
+        with self._slot(), self._translating(url, model):
+            response = client.chat.completions.create(**kwargs)
         return parse_chat_response(response.model_dump())
 
     async def achat(
@@ -302,14 +344,11 @@ class OpenAIChatClient:
         **params: Any,
     ) -> ChatResult:
         """Async twin of :meth:`chat`; at most ``settings.concurrency`` requests are in flight at once."""
-        payload = build_chat_payload(messages, model=params.pop("model", None) or await self._amodel(), tools=tools, tool_choice=tool_choice, json_schema=json_schema, stop=stop, **params)
-        kwargs, extra = split_known(payload, CHAT_FIELDS)
+        kwargs, model = self._chat_request(messages, params.pop("model", None) or await self._amodel(), tools, tool_choice, json_schema, stop, params)
         client, url = self._async_client()
         async with self._aslot():
-            try:
-                response = await client.chat.completions.create(**kwargs, extra_body=extra or None)
-            except openai.OpenAIError as exc:
-                raise self._translate(exc, url, payload["model"]) from exc
+            with self._translating(url, model):
+                response = await client.chat.completions.create(**kwargs)
         return parse_chat_response(response.model_dump())
 
     def stream(
@@ -325,26 +364,17 @@ class OpenAIChatClient:
         """Stream a chat completion: text deltas as they arrive, then one final chunk with ``finish_reason``,
         ``usage`` and any assembled ``tool_calls``. Raises :class:`StreamInterruptedError` (with ``partial``) when
         the connection drops before the server finished."""
-        payload = build_chat_payload(messages, model=params.pop("model", None) or self.model, tools=tools, tool_choice=tool_choice, json_schema=json_schema, stop=stop, stream=True, **params)
-        kwargs, extra = split_known(payload, CHAT_FIELDS)
+        kwargs, model = self._chat_request(messages, params.pop("model", None) or self.model, tools, tool_choice, json_schema, stop, params, stream=True)
         client, url = self._sync_client()
         assembler = ChatStreamAssembler()
         with self._slot():
-            try:
-                response = client.chat.completions.create(**kwargs, extra_body=extra or None)
-            except openai.OpenAIError as exc:
-                raise self._translate(exc, url, payload["model"]) from exc
-            try:
-                with response:
-                    for raw in response:
-                        chunk = assembler.feed(raw.model_dump())
-                        if chunk is not None:
-                            yield chunk
-            except (httpx2.HTTPError, openai.OpenAIError) as exc:
-                raise _interrupted(url, assembler, exc) from exc
-        if assembler.finish_reason is None:
-            raise _interrupted(url, assembler, None)
-        yield assembler.final_chunk()
+            with self._translating(url, model):
+                response = client.chat.completions.create(**kwargs)
+            with self._stream_guard(url, assembler), response:
+                for raw in response:
+                    if (chunk := assembler.feed(raw.model_dump())) is not None:
+                        yield chunk
+        yield self._stream_end(url, assembler)
 
     async def astream(
         self,
@@ -357,26 +387,18 @@ class OpenAIChatClient:
         **params: Any,
     ) -> AsyncIterator[ChatChunk]:
         """Async twin of :meth:`stream`."""
-        payload = build_chat_payload(messages, model=params.pop("model", None) or await self._amodel(), tools=tools, tool_choice=tool_choice, json_schema=json_schema, stop=stop, stream=True, **params)
-        kwargs, extra = split_known(payload, CHAT_FIELDS)
+        kwargs, model = self._chat_request(messages, params.pop("model", None) or await self._amodel(), tools, tool_choice, json_schema, stop, params, stream=True)
         client, url = self._async_client()
         assembler = ChatStreamAssembler()
         async with self._aslot():
-            try:
-                response = await client.chat.completions.create(**kwargs, extra_body=extra or None)
-            except openai.OpenAIError as exc:
-                raise self._translate(exc, url, payload["model"]) from exc
-            try:
+            with self._translating(url, model):
+                response = await client.chat.completions.create(**kwargs)
+            with self._stream_guard(url, assembler):
                 async with response:
                     async for raw in response:
-                        chunk = assembler.feed(raw.model_dump())
-                        if chunk is not None:
+                        if (chunk := assembler.feed(raw.model_dump())) is not None:
                             yield chunk
-            except (httpx2.HTTPError, openai.OpenAIError) as exc:
-                raise _interrupted(url, assembler, exc) from exc
-        if assembler.finish_reason is None:
-            raise _interrupted(url, assembler, None)
-        yield assembler.final_chunk()
+        yield self._stream_end(url, assembler)
 
     # -- completions (log-likelihood scoring) ---------------------------------------------------------------------
     def completion(
@@ -384,28 +406,21 @@ class OpenAIChatClient:
     ) -> CompletionResult:
         """A ``/v1/completions`` request. ``completion(ctx + cont, echo=True, logprobs=1, max_tokens=0)`` gives the
         prompt's token log-probabilities for multiple-choice scoring."""
-        payload = build_completion_payload(prompt, model=params.pop("model", None) or self.model, max_tokens=max_tokens, echo=echo, logprobs=logprobs, stop=stop, **params)
-        kwargs, extra = split_known(payload, COMPLETION_FIELDS)
+        kwargs, model = self._completion_request(prompt, params.pop("model", None) or self.model, max_tokens, echo, logprobs, stop, params)
         client, url = self._sync_client()
-        with self._slot():
-            try:
-                response = client.completions.create(**kwargs, extra_body=extra or None)
-            except openai.OpenAIError as exc:
-                raise self._translate(exc, url, payload["model"]) from exc
+        with self._slot(), self._translating(url, model):
+            response = client.completions.create(**kwargs)
         return parse_completion_response(response.model_dump())
 
     async def acompletion(
         self, prompt: str, *, max_tokens: int = 16, echo: bool = False, logprobs: int | None = None, stop: Sequence[str] | None = None, **params: Any
     ) -> CompletionResult:
         """Async twin of :meth:`completion`."""
-        payload = build_completion_payload(prompt, model=params.pop("model", None) or await self._amodel(), max_tokens=max_tokens, echo=echo, logprobs=logprobs, stop=stop, **params)
-        kwargs, extra = split_known(payload, COMPLETION_FIELDS)
+        kwargs, model = self._completion_request(prompt, params.pop("model", None) or await self._amodel(), max_tokens, echo, logprobs, stop, params)
         client, url = self._async_client()
         async with self._aslot():
-            try:
-                response = await client.completions.create(**kwargs, extra_body=extra or None)
-            except openai.OpenAIError as exc:
-                raise self._translate(exc, url, payload["model"]) from exc
+            with self._translating(url, model):
+                response = await client.completions.create(**kwargs)
         return parse_completion_response(response.model_dump())
 
     # -- embeddings and rerank ------------------------------------------------------------------------------------
@@ -416,11 +431,8 @@ class OpenAIChatClient:
         vectors: list[list[float]] = []
         for start in range(0, len(texts), batch_size):
             batch = list(texts[start : start + batch_size])
-            with self._slot():
-                try:
-                    response = client.embeddings.create(model=name, input=batch, encoding_format="float")
-                except openai.OpenAIError as exc:
-                    raise self._translate(exc, url, name) from exc
+            with self._slot(), self._translating(url, name):
+                response = client.embeddings.create(model=name, input=batch, encoding_format="float")
             vectors.extend(parse_embeddings_response(response.model_dump()))
         return vectors
 
@@ -429,11 +441,8 @@ class OpenAIChatClient:
         name = model or self.model
         client, url = self._sync_client()
         body = build_rerank_payload(query, documents, model=name, top_n=top_n)
-        with self._slot():
-            try:
-                data = client.post("/rerank", cast_to=object, body=body)
-            except openai.OpenAIError as exc:
-                raise self._translate(exc, url, name) from exc
+        with self._slot(), self._translating(url, name):
+            data = client.post("/rerank", cast_to=object, body=body)
         if not isinstance(data, dict):
             raise BackendError(f"rerank endpoint at {url} returned {type(data).__name__}, not a JSON object")
         return parse_rerank_response(data)
