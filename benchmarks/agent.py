@@ -40,6 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.agent import Agent
+from core.agent.modes import AgentMode, NativeToolMode
 from core.sandbox import Sandbox
 from core.sandbox.attacks import run_attack_suite
 from core.tools import Tool, Toolbox, calculator, make_python_tool
@@ -143,9 +144,12 @@ async def gsm8k_cot(client: OpenAIChatClient, row: dict[str, Any], max_tokens: i
             "finish_reason": reply.finish_reason, "output": reply.text}
 
 
-async def gsm8k_agent(client: OpenAIChatClient, tools: list[Tool], row: dict[str, Any], mode: str, max_steps: int, max_tokens: int) -> dict[str, Any]:
+async def gsm8k_agent(
+    client: OpenAIChatClient, tools: list[Tool], row: dict[str, Any], mode: str | AgentMode, max_steps: int, max_tokens: int,
+    instructions: str = AGENT_INSTRUCTIONS,
+) -> dict[str, Any]:
     rec: dict[str, Any] = {"bench": "gsm8k-tools", "id": row["id"], "gold": row["gold"]}
-    agent = Agent(client, tools, mode=mode, max_steps=max_steps, instructions=AGENT_INSTRUCTIONS, max_tokens=max_tokens)
+    agent = Agent(client, tools, mode=mode, max_steps=max_steps, instructions=instructions, max_tokens=max_tokens)
     try:
         result = await agent.arun(row["question"])
     except BackendError as exc:
@@ -193,7 +197,8 @@ async def bench_gsm8k(client: OpenAIChatClient, args: argparse.Namespace, log_: 
         if bench == "gsm8k-cot":
             rec = await gsm8k_cot(client, row, args.cot_max_tokens)
         else:
-            rec = await gsm8k_agent(client, tools, row, args.agent_mode, args.max_steps, args.step_max_tokens)
+            mode = NativeToolMode(plan=True, plan_prompt=args.plan_prompt) if args.plan_prompt else args.agent_mode
+            rec = await gsm8k_agent(client, tools, row, mode, args.max_steps, args.step_max_tokens, args.agent_instructions)
         log_.add(rec)
 
     await run_all(todo, work, args.concurrency, "gsm8k")
@@ -331,6 +336,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=200, help="GSM8K problems (first N of test)")
     p.add_argument("--gsm8k-configs", default="gsm8k-cot,gsm8k-tools")
     p.add_argument("--agent-mode", default="native-plan", help="agent mode for gsm8k-tools (native-plan, native, native-think, react-json)")
+    p.add_argument("--agent-instructions", default=AGENT_INSTRUCTIONS, help="instructions added to the agent's system prompt")
+    p.add_argument("--plan-prompt", default=None, help="native-plan with this planning request instead of the default one")
     p.add_argument("--max-steps", type=int, default=4)
     p.add_argument("--step-max-tokens", type=int, default=512)
     p.add_argument("--cot-max-tokens", type=int, default=512)

@@ -397,7 +397,7 @@ class ScriptedChatClient:
         if isinstance(item, FakeReply):
             calls = tuple(ToolCall(c["id"], c["function"]["name"], c["function"]["arguments"]) for c in item.tool_calls_json())
             return ChatResult(
-                text=item.text, tool_calls=calls, finish_reason="tool_calls" if calls else "stop",
+                text=item.text, tool_calls=calls, finish_reason=item.finish_reason or ("tool_calls" if calls else "stop"),
                 usage=Usage(item.prompt_tokens or 10, item.completion_tokens or max(1, len(_tokens(item.text)))), model=self.model,
             )
         return ChatResult(text=item, usage=Usage(10, max(1, len(_tokens(item)))), finish_reason="stop", model=self.model)

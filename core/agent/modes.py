@@ -89,6 +89,9 @@ class ParsedReply:
     plan: bool = False
     named_tool: str | None = None
     """For an unparseable reply: the tool it was evidently trying to call (its name appears in the text)."""
+    truncated: bool = False
+    """The reply was cut off at ``max_tokens`` (``finish_reason == "length"``), typically a small model repeating
+    itself inside a call's arguments under greedy decoding."""
 
 
 class AgentMode(Protocol):
@@ -131,6 +134,9 @@ def _loose_json(text: str) -> Any:
         return json.loads(match.group(0))
 
 
+REPEAT_PENALTY = 1.0
+"""``frequency_penalty`` of the second request for a reply cut off by the token limit (see ``NativeToolMode.repair``)."""
+
 THOUGHT = "thought"
 THOUGHT_SCHEMA = {"type": "string", "description": "Your reasoning, step by step, before this call: what you know and what the call will do."}
 
@@ -161,9 +167,10 @@ class NativeToolMode:
 
     format: StepFormat = "tool_calls"
 
-    def __init__(self, *, think: bool = False, plan: bool = False) -> None:
+    def __init__(self, *, think: bool = False, plan: bool = False, plan_prompt: str | None = None) -> None:
         self.think = think
         self.plan = plan
+        self.plan_prompt = plan_prompt
         self.name = "native-think" if think else "native-plan" if plan else "native"
 
     def system_prompt(self, toolbox: Toolbox, instructions: str | None) -> str:
@@ -173,13 +180,17 @@ class NativeToolMode:
         specs = [with_thought(s) for s in toolbox.schemas()] if self.think else toolbox.schemas()
         tools = [*specs, final_answer_tool().to_openai()]
         if self.plan and not memory.steps and not final:
-            return ChatRequest([*memory.to_messages(), {"role": "user", "content": render("plan_request")}], {"tools": tools, "tool_choice": "none"}, plan=True)
+            # No tools in the planning request: with tools the chat template fills the system prompt with calling
+            # instructions, and a small model then writes JSON calls instead of reasoning.
+            ask = self.plan_prompt or render("plan_request")
+            return ChatRequest([*memory.to_messages(), {"role": "user", "content": ask}], {}, plan=True)
         if final:
             return ChatRequest(_final_messages(memory), {"tools": tools, "tool_choice": FINAL_ANSWER})
         return ChatRequest(memory.to_messages(), {"tools": tools, "tool_choice": "required"})
 
     def repair(self, memory: AgentMemory, toolbox: Toolbox, parsed: ParsedReply) -> ChatRequest | None:
-        """A second, fully constrained request when the one call of a reply does not fit its tool's schema.
+        """A second request for the same step when the reply was cut off by the token limit (asked again with a
+        frequency penalty), or when its one call does not fit its tool's schema (asked again with that tool forced).
 
         vLLM (0.32) constrains ``tool_choice="required"`` output with a grammar but reads it back with the model's
         tool parser (hermes for Qwen), which cuts at the first ``</tool_call>``: a small model that writes that tag
@@ -187,6 +198,12 @@ class NativeToolMode:
         belongs, another tool's arguments). Seen on GSM8K with Qwen2.5-Coder-0.5B. A *named* tool choice is
         constrained by the tool's exact schema and returned as JSON without that parsing, so the same step is asked
         again with ``tool_choice=<that tool>``."""
+        specs = [with_thought(s) for s in toolbox.schemas()] if self.think else toolbox.schemas()
+        tools = [*specs, final_answer_tool().to_openai()]
+        if parsed.parse_failure and parsed.truncated:
+            # A reply cut off by the token limit is a repetition loop more often than not: ask the same step again
+            # with a frequency penalty (a standard OpenAI parameter), so greedy decoding leaves the loop.
+            return ChatRequest(memory.to_messages(), {"tools": tools, "tool_choice": parsed.named_tool or "required", "frequency_penalty": REPEAT_PENALTY})
         if not parsed.calls and parsed.named_tool:
             name = parsed.named_tool
         elif len(parsed.calls) == 1:
@@ -203,8 +220,7 @@ class NativeToolMode:
                 return None
             except ValueError:
                 pass
-        specs = [with_thought(s) for s in toolbox.schemas()] if self.think else toolbox.schemas()
-        return ChatRequest(memory.to_messages(), {"tools": [*specs, final_answer_tool().to_openai()], "tool_choice": name})
+        return ChatRequest(memory.to_messages(), {"tools": tools, "tool_choice": name})
 
     def parse(self, reply: ChatResult, toolbox: Toolbox, *, plan: bool = False) -> ParsedReply:
         if plan:
@@ -216,8 +232,11 @@ class NativeToolMode:
                 args: dict[str, Any] | None = tc.parsed_arguments()
                 error = None
             except ValueError as exc:
-                args, error = None, str(exc)
-                errors.append(error)
+                args, error = _single_argument(tc.name, tc.arguments, toolbox), str(exc)
+                if args is not None:
+                    error = None
+                else:
+                    errors.append(error)
             thought = ""
             if self.think and args is not None and tc.name != FINAL_ANSWER:
                 thought = str(args.pop(THOUGHT, "") or "").strip()
@@ -229,9 +248,34 @@ class NativeToolMode:
             names = ", ".join([*toolbox.names, FINAL_ANSWER])
             named = re.search(r'"name"\s*:\s*"([\w-]+)"', reply.text)
             hint = named.group(1) if named and (named.group(1) in toolbox or named.group(1) == FINAL_ANSWER) else None
-            return ParsedReply(thought=reply.text.strip(), error=render("native_no_call", names=names), parse_failure=True, named_tool=hint)
+            return ParsedReply(
+                thought=reply.text.strip(), error=render("native_no_call", names=names), parse_failure=True, named_tool=hint,
+                truncated=reply.finish_reason == "length",
+            )
         thought = "\n".join(t for t in [reply.text.strip(), *(c.thought for c in calls)] if t)
-        return ParsedReply(thought=thought, calls=calls, error="; ".join(errors) or None, parse_failure=bool(errors))
+        return ParsedReply(
+            thought=thought, calls=calls, error="; ".join(errors) or None, parse_failure=bool(errors), truncated=bool(errors) and reply.finish_reason == "length"
+        )
+
+
+def _single_argument(name: str, raw: str, toolbox: Toolbox) -> dict[str, Any] | None:
+    """A bare JSON value (``"15"``, ``42``) sent as the arguments of a tool that takes exactly one required argument
+    is that argument: ``final_answer("15")`` means ``{"answer": "15"}``. Seen from Qwen2.5-Coder-0.5B on vLLM under
+    ``tool_choice="required"``. Anything else stays an error."""
+    try:
+        value = json.loads(raw)
+    except (json.JSONDecodeError, TypeError):
+        return None
+    if isinstance(value, dict | list) or value is None:
+        return None
+    tool = final_answer_tool() if name == FINAL_ANSWER else toolbox.get(name)
+    required = tool.parameters.get("required", []) if tool is not None else []
+    if len(required) != 1:
+        return None
+    prop = tool.parameters.get("properties", {}).get(required[0], {}) if tool is not None else {}
+    if prop.get("type") == "string" and not isinstance(value, str):
+        value = str(value)
+    return {required[0]: value}
 
 
 def _calls_from_text(text: str) -> list[AgentToolCall]:

@@ -89,7 +89,7 @@ def test_multi_step_run_with_native_tool_calls() -> None:
 
 
 def test_a_call_that_misses_its_schema_is_asked_again_with_the_tool_forced() -> None:
-    client = ScriptedChatClient([call("calculator", '"1 + 1"'), call("calculator", {"expression": "1 + 1"}), final("2")])
+    client = ScriptedChatClient([call("calculator", '["1 + 1"]'), call("calculator", {"expression": "1 + 1"}), final("2")])
     result = Agent(client, [calculator], mode="native").run("1+1?")
     assert result.final_answer == "2"
     assert result.parse_failures == 0 and result.repaired_steps == 1
@@ -97,6 +97,47 @@ def test_a_call_that_misses_its_schema_is_asked_again_with_the_tool_forced() -> 
     assert client.calls[1]["messages"] == client.calls[0]["messages"]  # the same step, asked again
     assert result.steps[0].observation == "2" and result.steps[0].repaired
     assert result.usage.prompt_tokens == 30  # both requests of the step are counted
+
+
+def test_a_bare_value_is_the_one_required_argument() -> None:
+    client = ScriptedChatClient([call("calculator", '"1 + 1"'), call("final_answer", "2")])
+    result = Agent(client, [calculator], mode="native").run("1+1?")
+    assert result.final_answer == "2" and result.steps[0].observation == "2"
+    assert result.parse_failures == 0 and result.repaired_steps == 0 and len(client.calls) == 2
+
+
+def test_a_bare_value_for_a_tool_with_several_arguments_is_still_an_error() -> None:
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add.
+
+        Args:
+            a: first.
+            b: second.
+        """
+        return a + b
+
+    client = ScriptedChatClient([call("add", "3"), call("add", {"a": 1, "b": 2}), final("3")])
+    result = Agent(client, [add], mode="native").run("1+2?")
+    assert result.final_answer == "3" and result.repaired_steps == 1 and result.parse_failures == 0
+
+
+def test_a_reply_cut_off_by_the_token_limit_is_asked_again_with_a_frequency_penalty() -> None:
+    looping = FakeReply(text='<tool_call>\n{"name": "calculator", "arguments": {"expression": "1 + 1 + 1 + 1 + 1 + 1', finish_reason="length")
+    client = ScriptedChatClient([looping, call("calculator", {"expression": "1 + 1"}), final("2")])
+    result = Agent(client, [calculator], mode="native").run("1+1?")
+    assert result.final_answer == "2" and result.parse_failures == 0 and result.repaired_steps == 1
+    retry = client.calls[1]
+    assert retry["frequency_penalty"] > 0 and retry["tool_choice"] == "calculator"
+    assert retry["messages"] == client.calls[0]["messages"]
+    assert "frequency_penalty" not in client.calls[2]  # only the retry is penalised
+
+
+def test_a_cut_off_reply_whose_retry_is_cut_off_too_is_a_parse_failure() -> None:
+    looping = FakeReply(text='{"name": "calculator", "arguments": {"expression": "1 + 1 + 1', finish_reason="length")
+    client = ScriptedChatClient([looping, looping, call("calculator", {"expression": "1 + 1"}), final("2")])
+    result = Agent(client, [calculator], mode="native").run("1+1?")
+    assert result.final_answer == "2" and result.parse_failures == 1 and result.steps[0].parse_failure
 
 
 def test_malformed_tool_call_json_is_an_observation_and_counted() -> None:
@@ -381,13 +422,21 @@ def test_plan_mode_reasons_in_words_first_then_acts() -> None:
     ])
     result = Agent(client, [calculator], mode="native-plan").run("3 apples at 0.5?")
     assert result.final_answer == "1.5" and result.parse_failures == 0
-    assert client.calls[0]["tool_choice"] == "none"
+    assert "tools" not in client.calls[0] and "tool_choice" not in client.calls[0]  # plain text, no calling prompt
     assert "think the task through" in client.calls[0]["messages"][-1]["content"]
     assert result.steps[0].format == "plan" and result.steps[0].thought.startswith("3 apples")
     history = client.calls[1]["messages"]
     assert history[-2] == {"role": "assistant", "content": "3 apples at 0.5 each: I need the price, then multiply by 3."}
     assert history[-1]["role"] == "user" and "carry out your plan" in history[-1]["content"]
     assert client.calls[1]["tool_choice"] == "required"
+
+
+def test_plan_prompt_can_be_replaced() -> None:
+    from core.agent.modes import NativeToolMode
+
+    client = ScriptedChatClient(["2 + 2 is 4.", final("4")])
+    result = Agent(client, [calculator], mode=NativeToolMode(plan=True, plan_prompt="Solve it in words.")).run("2+2?")
+    assert result.final_answer == "4" and client.calls[0]["messages"][-1]["content"] == "Solve it in words."
 
 
 def test_a_call_lost_in_the_text_is_asked_again_with_its_tool_forced() -> None:
