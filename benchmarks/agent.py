@@ -4,7 +4,9 @@ and the sandbox attack suite.
 - **GSM8K** (first ``--limit`` test problems, default 200): (a) plain zero-shot chain-of-thought, no tools, one
   request; (b) our agent with the ``calculator`` and ``python`` (sandboxed) tools, by default in ``native-plan``
   mode: a plan in words first, then constrained tool calls (``tool_choice="required"``, ``final_answer`` tool);
-  ``--agent-mode`` picks another. Both zero-shot, same model, greedy decoding. Reported: accuracy, mean
+  ``--agent-mode`` picks another; ``inline`` (:class:`~core.agent.modes.InlineToolMode`) reasons in text with the
+  chain-of-thought prompt while the calculator writes every result after an ``=`` and python blocks run in the
+  sandbox. Both zero-shot, same model, greedy decoding. Reported: accuracy, mean
   steps, parse failures, invalid calls, tokens, per-sample errors (a failed request is an error, not a wrong
   answer).
 - **BFCL** single-turn ``simple_python``, ``multiple``, ``parallel``: each function document becomes our
@@ -40,7 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.agent import Agent
-from core.agent.modes import AgentMode, NativeToolMode
+from core.agent.modes import AgentMode, InlineToolMode, NativeToolMode
 from core.sandbox import Sandbox
 from core.sandbox.attacks import run_attack_suite
 from core.tools import Tool, Toolbox, calculator, make_python_tool
@@ -184,6 +186,15 @@ def summarize(records: list[dict[str, Any]], total: int) -> dict[str, Any]:
     }
 
 
+def agent_mode(args: argparse.Namespace) -> str | AgentMode:
+    """The agent mode the GSM8K tool run uses."""
+    if args.plan_prompt:
+        return NativeToolMode(plan=True, plan_prompt=args.plan_prompt)
+    if args.agent_mode == "inline":
+        return InlineToolMode(budget_tokens=args.cot_max_tokens)  # the same answer length as chain-of-thought
+    return str(args.agent_mode)
+
+
 async def bench_gsm8k(client: OpenAIChatClient, args: argparse.Namespace, log_: SampleLog) -> dict[str, Any]:
     rows = load_gsm8k(args.data_dir, args.limit)
     tools = [calculator, make_python_tool(Sandbox(timeout_s=10, memory_mb=512, max_output_bytes=20_000))]
@@ -192,13 +203,18 @@ async def bench_gsm8k(client: OpenAIChatClient, args: argparse.Namespace, log_: 
     if args.report_only:
         todo = []
 
+    inline = args.agent_mode == "inline"
+    # Inline reasoning gets the chain-of-thought prompt, so the two set-ups differ only in the tools; each of its
+    # steps is a stretch of text, so it gets more of them.
+    instructions = args.agent_instructions or (COT_SYSTEM if inline else AGENT_INSTRUCTIONS)
+    agent_steps = args.max_steps or (40 if inline else 4)
+
     async def work(item: tuple[str, dict[str, Any]]) -> None:
         bench, row = item
         if bench == "gsm8k-cot":
             rec = await gsm8k_cot(client, row, args.cot_max_tokens)
         else:
-            mode = NativeToolMode(plan=True, plan_prompt=args.plan_prompt) if args.plan_prompt else args.agent_mode
-            rec = await gsm8k_agent(client, tools, row, mode, args.max_steps, args.step_max_tokens, args.agent_instructions)
+            rec = await gsm8k_agent(client, tools, row, agent_mode(args), agent_steps, args.step_max_tokens, instructions)
         log_.add(rec)
 
     await run_all(todo, work, args.concurrency, "gsm8k")
@@ -335,10 +351,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", default="gsm8k,bfcl,attacks", help="comma-separated: gsm8k, bfcl, attacks")
     p.add_argument("--limit", type=int, default=200, help="GSM8K problems (first N of test)")
     p.add_argument("--gsm8k-configs", default="gsm8k-cot,gsm8k-tools")
-    p.add_argument("--agent-mode", default="native-plan", help="agent mode for gsm8k-tools (native-plan, native, native-think, react-json)")
-    p.add_argument("--agent-instructions", default=AGENT_INSTRUCTIONS, help="instructions added to the agent's system prompt")
+    p.add_argument("--agent-mode", default="native-plan", help="agent mode for gsm8k-tools (native-plan, native, native-think, react-json, inline)")
+    p.add_argument("--agent-instructions", default=None, help="instructions in the agent's system prompt (default: per mode)")
     p.add_argument("--plan-prompt", default=None, help="native-plan with this planning request instead of the default one")
-    p.add_argument("--max-steps", type=int, default=4)
+    p.add_argument("--max-steps", type=int, default=None, help="agent step limit (default: 4; inline 40)")
     p.add_argument("--step-max-tokens", type=int, default=512)
     p.add_argument("--cot-max-tokens", type=int, default=512)
     p.add_argument("--bfcl-limit", type=int, default=None, help="questions per BFCL category (default: all)")

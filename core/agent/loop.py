@@ -38,7 +38,7 @@ from core.agent.events import (
     ToolFinished,
 )
 from core.agent.memory import FINAL_ANSWER, ActionStep, AgentMemory, AgentToolCall
-from core.agent.modes import AgentMode, ChatRequest, choose_mode, final_answer_tool, prompts, render
+from core.agent.modes import AgentMode, ChatRequest, InlineToolMode, choose_mode, final_answer_tool, prompts, render
 from core.agent.trace import Trace, TraceWriter, load_trace
 from core.tools.base import Tool, ToolOutput
 from core.tools.registry import Toolbox
@@ -205,7 +205,7 @@ class Agent:
             began = time.monotonic()
             request = self.mode.request(memory, self.toolbox, final=final)
             reply: ChatResult = yield _ModelCall(ChatRequest(request.messages, {**self.params, **request.kwargs}))
-            parsed = self.mode.parse(reply, self.toolbox, plan=request.plan)
+            parsed = self.mode.parse(reply, self.toolbox, plan=request.plan, memory=memory)
             if parsed.plan:
                 step = ActionStep(step=number, thought=parsed.thought, observation=render("after_plan"), usage=reply.usage,
                                   model_output=reply.text, format="plan", duration_s=time.monotonic() - began)
@@ -219,7 +219,7 @@ class Agent:
             retry = self.mode.repair(memory, self.toolbox, parsed)
             if retry is not None:
                 second: ChatResult = yield _ModelCall(ChatRequest(retry.messages, {**self.params, **retry.kwargs}))
-                fixed = self.mode.parse(second, self.toolbox)
+                fixed = self.mode.parse(second, self.toolbox, memory=memory)
                 usage = usage + second.usage
                 if fixed.calls and not fixed.parse_failure:
                     reply, parsed, repaired = second, fixed, True
@@ -244,6 +244,8 @@ class Agent:
                     yield ToolFinished(number, call)
             observations = [c.observation for c in step.tool_calls if c.observation]
             step.observation = "\n".join(observations) if observations else (step.error or "")
+            if isinstance(self.mode, InlineToolMode):  # the observation is what the tool writes into the text
+                step.observation = self.mode.inserted(step)
             step.error = step.error or "; ".join(c.error for c in step.tool_calls if c.error) or None
             step.duration_s = time.monotonic() - began
             memory.steps.append(step)

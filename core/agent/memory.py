@@ -15,7 +15,7 @@ from typing import Any, Literal
 from llm_backend.types import Message, Usage
 
 FINAL_ANSWER = "final_answer"
-StepFormat = Literal["tool_calls", "react", "plan"]
+StepFormat = Literal["tool_calls", "react", "plan", "inline"]
 
 
 @dataclass
@@ -118,14 +118,22 @@ class AgentMemory:
     task_message: str | None = None
 
     def to_messages(self) -> list[Message]:
-        """The whole conversation for the next request."""
+        """The whole conversation for the next request. Inline steps (text with tool results written into it) make
+        one assistant message, the partial answer the next request continues."""
         messages: list[Message] = []
         if self.system_prompt:
             messages.append({"role": "system", "content": self.system_prompt})
         messages.append({"role": "user", "content": self.task_message if self.task_message is not None else self.task})
         for step in self.steps:
-            messages.extend(step.to_messages())
+            if step.format != "inline":
+                messages.extend(step.to_messages())
+        if any(step.format == "inline" for step in self.steps):
+            messages.append({"role": "assistant", "content": self.inline_text()})
         return messages
+
+    def inline_text(self) -> str:
+        """The answer written so far by inline steps: each step's text followed by what its tool wrote in."""
+        return "".join(s.model_output + s.observation for s in self.steps if s.format == "inline")
 
     @property
     def final_answer(self) -> str | None:

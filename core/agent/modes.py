@@ -26,13 +26,14 @@ from typing import Any, Protocol
 import jinja2
 import yaml
 
-from core.agent.memory import FINAL_ANSWER, AgentMemory, AgentToolCall, StepFormat
+from core.agent.memory import FINAL_ANSWER, ActionStep, AgentMemory, AgentToolCall, StepFormat
+from core.tools.arithmetic import expression_before_equals
 from core.tools.base import Tool
 from core.tools.registry import Toolbox
 from llm_backend.errors import ConfigError, did_you_mean
 from llm_backend.types import ChatResult, Message
 
-MODES = ("native", "native-plan", "native-think", "react-json", "react")
+MODES = ("native", "native-plan", "native-think", "react-json", "react", "inline")
 
 
 @cache
@@ -104,7 +105,7 @@ class AgentMode(Protocol):
 
     def request(self, memory: AgentMemory, toolbox: Toolbox, *, final: bool) -> ChatRequest: ...
 
-    def parse(self, reply: ChatResult, toolbox: Toolbox, *, plan: bool = False) -> ParsedReply: ...
+    def parse(self, reply: ChatResult, toolbox: Toolbox, *, plan: bool = False, memory: AgentMemory | None = None) -> ParsedReply: ...
 
     def repair(self, memory: AgentMemory, toolbox: Toolbox, parsed: ParsedReply) -> ChatRequest | None: ...
 
@@ -222,7 +223,7 @@ class NativeToolMode:
                 pass
         return ChatRequest(memory.to_messages(), {"tools": tools, "tool_choice": name})
 
-    def parse(self, reply: ChatResult, toolbox: Toolbox, *, plan: bool = False) -> ParsedReply:
+    def parse(self, reply: ChatResult, toolbox: Toolbox, *, plan: bool = False, memory: AgentMemory | None = None) -> ParsedReply:
         if plan:
             return ParsedReply(thought=reply.text.strip(), plan=True)
         calls: list[AgentToolCall] = []
@@ -341,7 +342,7 @@ class ReactMode:
             return ChatRequest(messages, {"json_schema": self.reply_schema(toolbox, final_only=final)})
         return ChatRequest(messages, {"stop": ["\nObservation:", "Observation:"]})
 
-    def parse(self, reply: ChatResult, toolbox: Toolbox, *, plan: bool = False) -> ParsedReply:
+    def parse(self, reply: ChatResult, toolbox: Toolbox, *, plan: bool = False, memory: AgentMemory | None = None) -> ParsedReply:
         return parse_react_json(reply.text) if self.constrained else parse_react_text(reply.text, toolbox)
 
     def repair(self, memory: AgentMemory, toolbox: Toolbox, parsed: ParsedReply) -> ChatRequest | None:
@@ -411,6 +412,86 @@ def parse_react_text(text: str, toolbox: Toolbox) -> ParsedReply:
     return ParsedReply(thought, [AgentToolCall(_call_id(), name, args, raw)])
 
 
+_FENCE = re.compile(r"^```(\w*)[ \t]*$", re.MULTILINE)
+
+
+def _open_code_block(text: str) -> str | None:
+    """The language of the fenced code block ``text`` ends inside (``""`` for a bare fence), else ``None``."""
+    fences = _FENCE.findall(text)
+    return fences[-1] if len(fences) % 2 else None
+
+
+class InlineToolMode:
+    """Reasoning in plain text, with tools filled in as it is written (``inline``): calculator-annotated chain of
+    thought, as in GSM8K's own solutions (``48/2 = <<48/2=24>>24``), and program-aided reasoning.
+
+    The model writes its answer as free text; generation stops at every ``=`` and at the end of every fenced code
+    block. When the line before an ``=`` ends in arithmetic (:func:`~core.tools.arithmetic.expression_before_equals`),
+    the ``calculator`` tool computes it and its exact result is written after the ``=``; a closed ````` ```python `````
+    block runs in the ``python`` tool and its output follows in an ````` ```output ````` block. Then the model goes on
+    from there (the partial answer is continued, not answered: ``continue_final_message``, which vLLM offers). When it
+    ends, the whole text is the final answer.
+
+    Small models reason better in words than in tool calls (on GSM8K, Qwen2.5-Coder-0.5B's chain of thought beats its
+    own ReAct runs), but get arithmetic wrong: here they keep the first and lose the second. There is nothing to parse,
+    so no reply can fail to parse. Only ``calculator`` and ``python`` are used; other tools need a calling mode. Each
+    step is one stretch of text with at most one tool use, so give it more steps than a calling mode
+    (``max_steps`` ~40); ``budget_tokens`` caps the answer's length over all steps."""
+
+    format: StepFormat = "inline"
+    name = "inline"
+    STOPS = ("=", "```\n")
+
+    def __init__(self, *, budget_tokens: int = 1024) -> None:
+        self.budget_tokens = budget_tokens
+
+    def system_prompt(self, toolbox: Toolbox, instructions: str | None) -> str:
+        return render("inline_system", instructions=instructions or "", calculator="calculator" in toolbox, python="python" in toolbox)
+
+    def request(self, memory: AgentMemory, toolbox: Toolbox, *, final: bool) -> ChatRequest:
+        used = sum(s.usage.completion_tokens for s in memory.steps)
+        kwargs: dict[str, Any] = {"max_tokens": max(16, self.budget_tokens - used)}
+        if not final:  # the forced last step just finishes the text, without tools
+            kwargs.update(stop=list(self.STOPS), include_stop_str_in_output=True)
+        if memory.steps:
+            kwargs.update(continue_final_message=True, add_generation_prompt=False)
+        return ChatRequest(memory.to_messages(), kwargs)
+
+    def parse(self, reply: ChatResult, toolbox: Toolbox, *, plan: bool = False, memory: AgentMemory | None = None) -> ParsedReply:
+        text = reply.text
+        written = (memory.inline_text() if memory is not None else "") + text
+        stopped = reply.finish_reason == "stop" and text.endswith(self.STOPS)
+        if not stopped:  # the model finished (or ran out of tokens): its whole text is the answer
+            answer = written.strip()
+            return ParsedReply(thought=text, calls=[AgentToolCall(_call_id(), FINAL_ANSWER, {"answer": answer}, json.dumps({"answer": answer}, ensure_ascii=False))])
+        language = _open_code_block(written)
+        if text.endswith("="):
+            expression = None if language is not None else expression_before_equals(written[:-1])
+            if expression is not None and "calculator" in toolbox:
+                return ParsedReply(thought=text, calls=[AgentToolCall(_call_id(), "calculator", {"expression": expression}, json.dumps({"expression": expression}))])
+            return ParsedReply(thought=text)
+        # A fence line: it opened a block (nothing to do yet) or closed one.
+        before = written[: -len("```\n")]
+        opened = _open_code_block(before)
+        if opened in ("python", "py", "") and "python" in toolbox and language is None:
+            code = before[before.rfind("```") :].split("\n", 1)[-1]
+            return ParsedReply(thought=text, calls=[AgentToolCall(_call_id(), "python", {"code": code}, json.dumps({"code": code}))])
+        return ParsedReply(thought=text)
+
+    @staticmethod
+    def inserted(step: ActionStep) -> str:
+        """What a step's tool use writes into the text: `` 24`` after an ``=``, an ``output`` block after code."""
+        call = next((c for c in step.tool_calls if c.name != FINAL_ANSWER), None)
+        if call is None:
+            return ""
+        if call.name == "calculator":
+            return f" {call.observation}" if call.error is None else ""
+        return f"```output\n{call.observation.rstrip()}\n```\n"
+
+    def repair(self, memory: AgentMemory, toolbox: Toolbox, parsed: ParsedReply) -> ChatRequest | None:
+        return None
+
+
 def make_mode(name: str) -> AgentMode:
     """``native``, ``native-plan`` (a free-text plan first), ``native-think`` (a ``thought`` argument first in every
     call), ``react-json`` or ``react``."""
@@ -424,6 +505,8 @@ def make_mode(name: str) -> AgentMode:
         return ReactMode(constrained=True)
     if name == "react":
         return ReactMode(constrained=False)
+    if name == "inline":
+        return InlineToolMode()
     raise ConfigError(f"unknown agent mode {name!r}. {did_you_mean(name, MODES)}Modes: {', '.join(MODES)}, auto.")
 
 

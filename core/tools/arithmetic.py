@@ -113,6 +113,50 @@ def format_number(value: int | float) -> str:
     return str(value)
 
 
+_LATEX = (
+    (re.compile(r"\\text\{[^{}]*\}|\\mathrm\{[^{}]*\}"), " "),
+    (re.compile(r"\\d?frac\{([^{}]*)\}\{([^{}]*)\}"), r"((\1)/(\2))"),
+    (re.compile(r"\\(?:times|cdot)"), "*"),
+    (re.compile(r"\\div"), "/"),
+    (re.compile(r"\\%"), "%"),
+    (re.compile(r"\\(?:left|right|quad|,|;|!|\(|\[)|\$"), " "),
+)
+_EXPRESSION_START = re.compile(r"[:=,;]|\s")
+_OPERATOR = re.compile(r"\d\s*[-+*/×÷%^]|\)\s*[-+*/×÷^]|[-+*/×÷^]\s*\(")
+_WORD = re.compile(r"[A-Za-z_]{2,}")
+
+
+def expression_before_equals(text: str) -> str | None:
+    """The arithmetic a reasoning text has just written before an ``=`` (``text`` excludes the ``=``): the longest
+    tail of its last line that is an expression :func:`evaluate` accepts, with at least one operator, after LaTeX
+    (``\\times``, ``\\frac{a}{b}``, ``\\text{...}``) and currency signs are taken out. ``None`` when there is none
+    (``x``, a bare number, words), so the caller leaves the text alone.
+
+    >>> expression_before_equals(r"so he runs \\( 3 \\times 3 \\times 60 \\text{ meters} ")
+    '3 * 3 * 60'
+    >>> expression_before_equals("Total cost: $1,200 + $300 ")
+    '1,200 + 300'
+    >>> expression_before_equals(r"\\[ \\frac{2}{2} ")
+    '((2)/(2))'
+    >>> expression_before_equals("Let x be the price, so x ") is None
+    True
+    """
+    line = text.rsplit("\n", 1)[-1]
+    for pattern, replacement in _LATEX:
+        line = pattern.sub(replacement, line)
+    starts = [0, *(m.end() for m in _EXPRESSION_START.finditer(line))]
+    for start in starts:
+        candidate = " ".join(line[start:].split())
+        if not candidate or not _OPERATOR.search(candidate) or _WORD.search(candidate) or re.search(r"[a-zA-Z]", candidate):
+            continue
+        try:
+            evaluate(candidate)
+        except (ToolError, ArithmeticError, ValueError, TypeError, RecursionError):
+            continue
+        return candidate
+    return None
+
+
 @tool
 def calculator(expression: str) -> str:
     """Evaluate an arithmetic expression exactly and return the number. Supports + - * / // % ** and parentheses,
