@@ -123,8 +123,13 @@ def run(
     tools: str = typer.Option("calculator,python,datetime", "--tools", "-t", help=TOOLS_HELP),
     kb: str | None = typer.Option(None, "--kb", help="Knowledge base to search (adds the kb tool)."),
     files: Path | None = typer.Option(None, "--files", help="Folder the read_file / list_files tools may read (adds them)."),
-    mode: str = typer.Option("auto", "--mode", help="auto, native (constrained tool calls), native-plan (a plan in words first), native-think, react-json (JSON-schema ReAct), react (text)."),
-    max_steps: int = typer.Option(8, "--max-steps", min=1, help="Steps before a final answer is forced."),
+    mode: str = typer.Option(
+        "auto", "--mode",
+        help="auto, native (constrained tool calls), native-plan (a plan in words first), native-think, react-json "
+             "(JSON-schema ReAct), react (text), inline (reasoning in text; calculator results and python output "
+             "written into it: best for small models on arithmetic).",
+    ),
+    max_steps: int | None = typer.Option(None, "--max-steps", min=1, help="Steps before a final answer is forced (default 8; inline 40)."),
     trace: Path | None = typer.Option(None, "--trace", help="Write the run as JSONL here (replay / resume it later)."),
     instructions: str | None = typer.Option(None, "--instructions", help="Extra instructions for the system prompt."),
     timeout_s: float = typer.Option(10.0, "--python-timeout", help="Seconds a python tool call may run."),
@@ -135,7 +140,8 @@ def run(
 ) -> None:
     """Run a task: steps are shown live on stderr, the final answer is printed on stdout."""
     with _errors():
-        agent = _build_agent(tools=tools, kb=kb, files=files, mode=mode, max_steps=max_steps, trace=trace,
+        steps = max_steps or (40 if mode == "inline" else 8)  # an inline step is a stretch of text up to one tool use
+        agent = _build_agent(tools=tools, kb=kb, files=files, mode=mode, max_steps=steps, trace=trace,
                              base_url=base_url, model=model, instructions=instructions, timeout_s=timeout_s)
         result = agent.run(task, on_event=None if quiet else StepPrinter())
     if trace:

@@ -43,3 +43,14 @@ def test_multi_step_task_on_the_real_server(real_client: OpenAIChatClient, tmp_p
     assert any("apple" in item.lower() for item in LOOKUPS)
     # The trace holds every step and can be read back.
     assert [s.step for s in load_trace(trace).steps] == [s.step for s in result.steps]
+
+
+def test_inline_mode_on_the_real_server(real_client: OpenAIChatClient) -> None:
+    # vLLM continues the partial answer (continue_final_message) after each result the calculator writes in.
+    agent = Agent(real_client, [calculator], mode="inline", max_steps=20, instructions="Solve the problem step by step.")
+    result = agent.run("A shop sells 37 boxes of 24 pencils each. How many pencils is that?")
+    assert result.parse_failures == 0 and result.final_answer is not None
+    calls = [c for s in result.steps for c in s.tool_calls if c.name == "calculator"]
+    assert calls, result.final_answer  # at least one result was computed by the tool ...
+    assert all(f"= {c.observation}" in result.final_answer for c in calls)  # ... and written into the answer
+    assert "888" in result.final_answer
