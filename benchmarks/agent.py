@@ -2,11 +2,11 @@
 and the sandbox attack suite.
 
 - **GSM8K** (first ``--limit`` test problems, default 200): (a) plain zero-shot chain-of-thought, no tools, one
-  request; (b) our agent with the ``calculator`` and ``python`` (sandboxed) tools, by default in ``native-plan``
-  mode: a plan in words first, then constrained tool calls (``tool_choice="required"``, ``final_answer`` tool);
-  ``--agent-mode`` picks another; ``inline`` (:class:`~core.agent.modes.InlineToolMode`) reasons in text with the
-  chain-of-thought prompt while the calculator writes every result after an ``=`` and python blocks run in the
-  sandbox. Both zero-shot, same model, greedy decoding. Reported: accuracy, mean
+  request; (b) our agent with the ``calculator`` and ``python`` (sandboxed) tools, by default in ``inline`` mode
+  (:class:`~core.agent.modes.InlineToolMode`): it reasons in text with the chain-of-thought prompt while the
+  calculator writes every result after an ``=`` and python blocks run in the sandbox. ``--agent-mode`` picks a
+  calling mode instead (``native-plan``: a plan in words, then constrained tool calls with a ``final_answer``
+  tool). Both zero-shot, same model, greedy decoding. Reported: accuracy, mean
   steps, parse failures, invalid calls, tokens, per-sample errors (a failed request is an error, not a wrong
   answer).
 - **BFCL** single-turn ``simple_python``, ``multiple``, ``parallel``: each function document becomes our
@@ -315,7 +315,7 @@ def markdown(results: dict[str, Any]) -> str:
         first = next(iter(g.values()))["samples"]
         lines += [f"| GSM8K (first {first} test) | accuracy | mean steps | parse failures | invalid calls | prompt tokens | completion tokens | errors |",
                   "|---|---|---|---|---|---|---|---|"]
-        mode = results.get("gsm8k_agent_mode", "native-plan")
+        mode = results.get("gsm8k_agent_mode", "inline")
         names = {"gsm8k-cot": "chain-of-thought, no tools", "gsm8k-tools": f"agent ({mode}), calculator + python"}
         for bench, s in g.items():
             acc = f"{s['accuracy']:.3f} ({s['correct']}/{s['finished'] - s['errors']})" if s["accuracy"] is not None else "-"
@@ -351,7 +351,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", default="gsm8k,bfcl,attacks", help="comma-separated: gsm8k, bfcl, attacks")
     p.add_argument("--limit", type=int, default=200, help="GSM8K problems (first N of test)")
     p.add_argument("--gsm8k-configs", default="gsm8k-cot,gsm8k-tools")
-    p.add_argument("--agent-mode", default="native-plan", help="agent mode for gsm8k-tools (native-plan, native, native-think, react-json, inline)")
+    p.add_argument("--agent-mode", default="inline", help="agent mode for gsm8k-tools (inline, native-plan, native, native-think, react-json)")
     p.add_argument("--agent-instructions", default=None, help="instructions in the agent's system prompt (default: per mode)")
     p.add_argument("--plan-prompt", default=None, help="native-plan with this planning request instead of the default one")
     p.add_argument("--max-steps", type=int, default=None, help="agent step limit (default: 4; inline 40)")
