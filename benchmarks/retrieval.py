@@ -44,7 +44,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.rag.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
-from knowledge.embedders import Embedder, make_embedder
+from knowledge.embedders import Embedder, MiniLMEmbedder, make_embedder
 from knowledge.registry import KnowledgeBaseRegistry
 from knowledge.tokenizer import default_tokenizer
 
@@ -391,6 +391,10 @@ def run_throughput(ds: Dataset, ours_name: str, lc_name: str, work: Path, repeat
         size = matched_chunk_size(ds, n)  # as many chunks for LangChain, so chunks/s compare like with like
         emb2 = make_embedder(lc_name)
         assert emb2 is not None
+        if isinstance(emb2, MiniLMEmbedder):
+            # What a LangChain user runs: HuggingFaceEmbeddings calls sentence-transformers with its default batch
+            # size (32) on all the texts at once (Chroma.from_documents embeds everything in one call).
+            emb2.batch_size = 32
         emb2.embed_documents(["warm up"])
         t = time.perf_counter()
         lc = LangChainPipeline(emb2, work / f"lc{r}", chunk_size=size, overlap=size // 8)
