@@ -87,7 +87,11 @@ class ServerReranker:
 
 class LLMReranker:
     """Ask the chat model which passages answer the question, most relevant first (one request, JSON output).
-    Passages it leaves out keep their retrieval order after the chosen ones."""
+    Passages it leaves out keep their retrieval order after the chosen ones.
+
+    The prompt must fit the model's context whatever the caller retrieves: only the first ``max_passages`` hits are
+    shown, each cut to its share of ``budget_chars`` (at most ``max_chars``); the rest keep their order after them.
+    The default budget (3,000 characters, ~3,000 tokens of Chinese at worst) fits a 4,096-token context."""
 
     SCHEMA: ClassVar[dict[str, Any]] = {
         "type": "object",
@@ -95,14 +99,18 @@ class LLMReranker:
         "required": ["relevant"],
     }
 
-    def __init__(self, client: ChatClient, *, max_chars: int = 600) -> None:
+    def __init__(self, client: ChatClient, *, max_chars: int = 600, budget_chars: int = 3000, max_passages: int = 20) -> None:
         self.client = client
         self.max_chars = max_chars
+        self.budget_chars = budget_chars
+        self.max_passages = max_passages
 
     def rerank(self, query: str, hits: Sequence[Hit], k: int) -> list[Hit]:
         if not hits:
             return []
-        passages = "\n".join(f"[{i + 1}] {' '.join(h.text.split())[: self.max_chars]}" for i, h in enumerate(hits))
+        shown = list(hits[: self.max_passages])
+        each = max(80, min(self.max_chars, self.budget_chars // len(shown)))
+        passages = "\n".join(f"[{i + 1}] {' '.join(h.text.split())[:each]}" for i, h in enumerate(shown))
         prompt = (
             f"Question: {query}\n\nPassages:\n{passages}\n\n"
             'Which passages help answer the question? Reply with JSON {"relevant": [numbers]}, most relevant first.'
@@ -114,7 +122,7 @@ class LLMReranker:
 
             data = json.loads(result.text)
             for n in data.get("relevant", []):
-                if isinstance(n, int) and 1 <= n <= len(hits) and n - 1 not in chosen:
+                if isinstance(n, int) and 1 <= n <= len(shown) and n - 1 not in chosen:
                     chosen.append(n - 1)
         except (ValueError, AttributeError):
             log.warning("LLM reranker returned unparsable output %r; keeping retrieval order", result.text[:200])

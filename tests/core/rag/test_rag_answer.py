@@ -115,6 +115,18 @@ def test_llm_reranker_orders_by_model_choice() -> None:
     assert client.calls[0]["json_schema"] == LLMReranker.SCHEMA
 
 
+def test_llm_reranker_prompt_stays_within_its_budget_however_many_hits() -> None:
+    from core.rag.rerankers import LLMReranker
+
+    many = [Hit(f"c{i}", "低秩分解矩阵的句子。" * 200, 1.0 - i / 100, {"source": f"/d{i}.md"}) for i in range(30)]
+    client = ScriptedChatClient(['{"relevant": [3, 25]}'])  # 25 was not shown: ignored
+    out = LLMReranker(client, budget_chars=3000, max_passages=20).rerank("注意力", many, 30)
+    prompt = client.calls[0]["messages"][0]["content"]
+    assert len(prompt) < 3000 + 20 * 8 + 300  # passages within the budget, plus numbering and the instructions
+    assert "[20]" in prompt and "[21]" not in prompt
+    assert [h.chunk_id for h in out][:3] == ["c2", "c0", "c1"] and [h.chunk_id for h in out][-1] == "c29"
+
+
 def test_cross_encoder_reranker_with_injected_model() -> None:
     from core.rag.rerankers import CrossEncoderReranker
 
