@@ -11,7 +11,9 @@ Each keeps the retrieval metadata and adds ``rerank_score``.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -115,17 +117,20 @@ class LLMReranker:
             f"Question: {query}\n\nPassages:\n{passages}\n\n"
             'Which passages help answer the question? Reply with JSON {"relevant": [numbers]}, most relevant first.'
         )
-        result = self.client.chat([{"role": "user", "content": prompt}], json_schema=self.SCHEMA, temperature=0.0, max_tokens=64)
-        chosen: list[int] = []
+        # Room for every number: a small model often lists them all.
+        result = self.client.chat([{"role": "user", "content": prompt}], json_schema=self.SCHEMA, temperature=0.0, max_tokens=16 + 4 * len(shown))
         try:
-            import json
-
             data = json.loads(result.text)
-            for n in data.get("relevant", []):
-                if isinstance(n, int) and 1 <= n <= len(shown) and n - 1 not in chosen:
-                    chosen.append(n - 1)
-        except (ValueError, AttributeError):
-            log.warning("LLM reranker returned unparsable output %r; keeping retrieval order", result.text[:200])
+            numbers = data.get("relevant", []) if isinstance(data, dict) else []
+        except ValueError:
+            # Cut off (the token limit) or mangled: the numbers written so far still rank what they name.
+            numbers = [int(n) for n in re.findall(r"\d+", result.text)]
+            if not numbers:
+                log.warning("LLM reranker returned unparsable output %r; keeping retrieval order", result.text[:200])
+        chosen: list[int] = []
+        for n in numbers:
+            if isinstance(n, int) and 1 <= n <= len(shown) and n - 1 not in chosen:
+                chosen.append(n - 1)
         rest = [i for i in range(len(hits)) if i not in chosen]
         order = chosen + rest
         scores = [0.0] * len(hits)

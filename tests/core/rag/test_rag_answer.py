@@ -127,6 +127,15 @@ def test_llm_reranker_prompt_stays_within_its_budget_however_many_hits() -> None
     assert [h.chunk_id for h in out][:3] == ["c2", "c0", "c1"] and [h.chunk_id for h in out][-1] == "c29"
 
 
+def test_llm_reranker_uses_the_numbers_of_a_cut_off_reply() -> None:
+    from core.rag.rerankers import LLMReranker
+
+    client = ScriptedChatClient(['{"relevant": [2, 1'])
+    out = LLMReranker(client).rerank("注意力", HITS, 2)
+    assert [h.chunk_id for h in out] == ["c2", "c1"]
+    assert client.calls[0]["max_tokens"] == 16 + 4 * len(HITS)
+
+
 def test_cross_encoder_reranker_with_injected_model() -> None:
     from core.rag.rerankers import CrossEncoderReranker
 
