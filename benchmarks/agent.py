@@ -207,7 +207,7 @@ async def bench_gsm8k(client: OpenAIChatClient, args: argparse.Namespace, log_: 
     # Inline reasoning gets the chain-of-thought prompt, so the two set-ups differ only in the tools; each of its
     # steps is a stretch of text, so it gets more of them.
     instructions = args.agent_instructions or (COT_SYSTEM if inline else AGENT_INSTRUCTIONS)
-    agent_steps = args.max_steps or (40 if inline else 4)
+    agent_steps = args.max_steps or (InlineToolMode.MAX_STEPS if inline else 4)
 
     async def work(item: tuple[str, dict[str, Any]]) -> None:
         bench, row = item

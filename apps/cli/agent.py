@@ -140,7 +140,9 @@ def run(
 ) -> None:
     """Run a task: steps are shown live on stderr, the final answer is printed on stdout."""
     with _errors():
-        steps = max_steps or (40 if mode == "inline" else 8)  # an inline step is a stretch of text up to one tool use
+        from core.agent.modes import InlineToolMode
+
+        steps = max_steps or (InlineToolMode.MAX_STEPS if mode == "inline" else 8)
         agent = _build_agent(tools=tools, kb=kb, files=files, mode=mode, max_steps=steps, trace=trace,
                              base_url=base_url, model=model, instructions=instructions, timeout_s=timeout_s)
         result = agent.run(task, on_event=None if quiet else StepPrinter())

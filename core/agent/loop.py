@@ -38,7 +38,7 @@ from core.agent.events import (
     ToolFinished,
 )
 from core.agent.memory import FINAL_ANSWER, ActionStep, AgentMemory, AgentToolCall
-from core.agent.modes import AgentMode, ChatRequest, InlineToolMode, choose_mode, final_answer_tool, prompts, render
+from core.agent.modes import AgentMode, ChatRequest, choose_mode, final_answer_tool, prompts, render
 from core.agent.trace import Trace, TraceWriter, load_trace
 from core.tools.base import Tool, ToolOutput
 from core.tools.registry import Toolbox
@@ -244,8 +244,6 @@ class Agent:
                     yield ToolFinished(number, call)
             observations = [c.observation for c in step.tool_calls if c.observation]
             step.observation = "\n".join(observations) if observations else (step.error or "")
-            if isinstance(self.mode, InlineToolMode):  # the observation is what the tool writes into the text
-                step.observation = self.mode.inserted(step)
             step.error = step.error or "; ".join(c.error for c in step.tool_calls if c.error) or None
             step.duration_s = time.monotonic() - began
             memory.steps.append(step)

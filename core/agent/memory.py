@@ -69,6 +69,16 @@ class ActionStep:
     final_answer: str | None = None
     duration_s: float = 0.0
 
+    def written(self) -> str:
+        """An inline step's share of the answer: its text, then what its tool wrote in (`` 24`` after an ``=``, an
+        ``output`` block after code; nothing when the tool failed or there was no tool use)."""
+        call = next((c for c in self.tool_calls if c.name != FINAL_ANSWER), None)
+        if call is None or call.error is not None:
+            return self.model_output
+        if call.name == "calculator":
+            return f"{self.model_output} {call.observation}"
+        return f"{self.model_output}```output\n{call.observation.rstrip()}\n```\n"
+
     def to_messages(self) -> list[Message]:
         """The chat messages of this step: the assistant's reply and the observations."""
         if self.format == "plan":
@@ -133,7 +143,7 @@ class AgentMemory:
 
     def inline_text(self) -> str:
         """The answer written so far by inline steps: each step's text followed by what its tool wrote in."""
-        return "".join(s.model_output + s.observation for s in self.steps if s.format == "inline")
+        return "".join(s.written() for s in self.steps if s.format == "inline")
 
     @property
     def final_answer(self) -> str | None:

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import jinja2
 import yaml
 
-from core.agent.memory import FINAL_ANSWER, ActionStep, AgentMemory, AgentToolCall, StepFormat
+from core.agent.memory import FINAL_ANSWER, AgentMemory, AgentToolCall, StepFormat
 from core.tools.arithmetic import expression_before_equals
 from core.tools.base import Tool
 from core.tools.registry import Toolbox
@@ -91,8 +91,8 @@ class ParsedReply:
     named_tool: str | None = None
     """For an unparseable reply: the tool it was evidently trying to call (its name appears in the text)."""
     truncated: bool = False
-    """The reply was cut off at ``max_tokens`` (``finish_reason == "length"``), typically a small model repeating
-    itself inside a call's arguments under greedy decoding."""
+    """The reply was cut off at ``max_tokens`` (``finish_reason == "length"``); with a parse failure, typically a
+    small model repeating itself inside a call's arguments under greedy decoding."""
 
 
 class AgentMode(Protocol):
@@ -233,10 +233,9 @@ class NativeToolMode:
                 args: dict[str, Any] | None = tc.parsed_arguments()
                 error = None
             except ValueError as exc:
-                args, error = _single_argument(tc.name, tc.arguments, toolbox), str(exc)
-                if args is not None:
-                    error = None
-                else:
+                args = _single_argument(tc.name, tc.arguments, toolbox)
+                error = None if args is not None else str(exc)
+                if error is not None:
                     errors.append(error)
             thought = ""
             if self.think and args is not None and tc.name != FINAL_ANSWER:
@@ -255,7 +254,7 @@ class NativeToolMode:
             )
         thought = "\n".join(t for t in [reply.text.strip(), *(c.thought for c in calls)] if t)
         return ParsedReply(
-            thought=thought, calls=calls, error="; ".join(errors) or None, parse_failure=bool(errors), truncated=bool(errors) and reply.finish_reason == "length"
+            thought=thought, calls=calls, error="; ".join(errors) or None, parse_failure=bool(errors), truncated=reply.finish_reason == "length"
         )
 
 
@@ -271,9 +270,9 @@ def _single_argument(name: str, raw: str, toolbox: Toolbox) -> dict[str, Any] | 
         return None
     tool = final_answer_tool() if name == FINAL_ANSWER else toolbox.get(name)
     required = tool.parameters.get("required", []) if tool is not None else []
-    if len(required) != 1:
+    if tool is None or len(required) != 1:
         return None
-    prop = tool.parameters.get("properties", {}).get(required[0], {}) if tool is not None else {}
+    prop = tool.parameters.get("properties", {}).get(required[0], {})
     if prop.get("type") == "string" and not isinstance(value, str):
         value = str(value)
     return {required[0]: value}
@@ -436,11 +435,13 @@ class InlineToolMode:
     own ReAct runs), but get arithmetic wrong: here they keep the first and lose the second. There is nothing to parse,
     so no reply can fail to parse. Only ``calculator`` and ``python`` are used; other tools need a calling mode. Each
     step is one stretch of text with at most one tool use, so give it more steps than a calling mode
-    (``max_steps`` ~40); ``budget_tokens`` caps the answer's length over all steps."""
+    (:attr:`MAX_STEPS`); ``budget_tokens`` caps the answer's length over all steps."""
 
     format: StepFormat = "inline"
     name = "inline"
     STOPS = ("=", "```\n")
+    MAX_STEPS = 40
+    """A good step limit: a step is a stretch of text up to one tool use."""
 
     def __init__(self, *, budget_tokens: int = 1024) -> None:
         self.budget_tokens = budget_tokens
@@ -477,16 +478,6 @@ class InlineToolMode:
             code = before[before.rfind("```") :].split("\n", 1)[-1]
             return ParsedReply(thought=text, calls=[AgentToolCall(_call_id(), "python", {"code": code}, json.dumps({"code": code}))])
         return ParsedReply(thought=text)
-
-    @staticmethod
-    def inserted(step: ActionStep) -> str:
-        """What a step's tool use writes into the text: `` 24`` after an ``=``, an ``output`` block after code."""
-        call = next((c for c in step.tool_calls if c.name != FINAL_ANSWER), None)
-        if call is None:
-            return ""
-        if call.name == "calculator":
-            return f" {call.observation}" if call.error is None else ""
-        return f"```output\n{call.observation.rstrip()}\n```\n"
 
     def repair(self, memory: AgentMemory, toolbox: Toolbox, parsed: ParsedReply) -> ChatRequest | None:
         return None

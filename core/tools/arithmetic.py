@@ -123,7 +123,7 @@ _LATEX = (
 )
 _EXPRESSION_START = re.compile(r"[:=,;]|\s")
 _OPERATOR = re.compile(r"\d\s*[-+*/×÷%^]|\)\s*[-+*/×÷^]|[-+*/×÷^]\s*\(")
-_WORD = re.compile(r"[A-Za-z_]{2,}")
+_LETTER = re.compile(r"[A-Za-z]")
 
 
 def expression_before_equals(text: str) -> str | None:
@@ -147,7 +147,7 @@ def expression_before_equals(text: str) -> str | None:
     starts = [0, *(m.end() for m in _EXPRESSION_START.finditer(line))]
     for start in starts:
         candidate = " ".join(line[start:].split())
-        if not candidate or not _OPERATOR.search(candidate) or _WORD.search(candidate) or re.search(r"[a-zA-Z]", candidate):
+        if not _OPERATOR.search(candidate) or _LETTER.search(candidate):
             continue
         try:
             evaluate(candidate)
