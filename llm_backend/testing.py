@@ -167,7 +167,7 @@ class FakeOpenAIServer:
 
     def chat_requests(self) -> list[dict[str, Any]]:
         """Bodies of the chat completion requests received so far."""
-        return [body for path, body in self.requests if path.endswith("/chat/completions")]
+        return [body for path, body in self.requests if path.endswith("/chat/completions") and "_raw" not in body]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -192,12 +192,21 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {"Retry-After": str(reply.retry_after)} if reply.retry_after is not None else {}
         self._json(reply.status, {"error": {"message": reply.error, "type": "fake_error", "code": reply.status}}, headers)
 
-    def _body(self) -> dict[str, Any]:
+    def _body(self) -> dict[str, Any] | None:
+        """The request's JSON body; None when the client went away before sending all of it (a killed process).
+
+        Such a request is neither recorded nor answered, as a real server would not see it. A body that is not JSON
+        is recorded as ``{"_raw": text}`` and answered 400."""
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b"{}"
+        if len(raw) < length:
+            self.close_connection = True
+            return None
         try:
             body = json.loads(raw or b"{}")
         except json.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict):
             body = {"_raw": raw.decode(errors="replace")}
         self.fake.requests.append((self.path, body))
         return body
@@ -223,7 +232,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.fake.in_flight += 1
             self.fake.max_in_flight = max(self.fake.max_in_flight, self.fake.in_flight)
         try:
-            self._route(self._body())
+            body = self._body()
+            if body is None:
+                return
+            if "_raw" in body:
+                self._json(400, {"error": {"message": "the request body is not a JSON object", "type": "BadRequestError", "code": 400}})
+                return
+            self._route(body)
+        except (BrokenPipeError, ConnectionResetError):  # the client went away while we answered
+            self.close_connection = True
         finally:
             with self.fake._lock:
                 self.fake.in_flight -= 1

@@ -58,6 +58,11 @@ def test_kill_9_then_resume(tmp_path: Path) -> None:
         assert proc.returncode == -signal.SIGKILL
         done_before = {json.loads(line)["sample_id"] for line in samples.read_text().splitlines() if line.endswith("}")}
         assert 8 <= len(done_before) < N
+        # Let the server finish reading what the dead process had sent before counting it.
+        time.sleep(0.3)
+        settle = time.monotonic() + 10
+        while server.in_flight and time.monotonic() < settle:
+            time.sleep(0.02)
         asked_before = len(server.chat_requests())
 
         finished = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
