@@ -131,6 +131,17 @@ def export(model_dir: Path, target: Path) -> dict[str, int]:
     return stats
 
 
+def _export_logged(model_dir: Path, path: Path) -> None:
+    log.info("exporting %s to ONNX once (about 10 s): %s", model_dir, path)
+    try:
+        stats = export(model_dir, path)
+    except OnnxUnavailableError:
+        raise
+    except Exception as exc:  # an exporter failure must not stop ingestion: the caller falls back to torch
+        raise OnnxUnavailableError(f"exporting {model_dir} to ONNX failed: {type(exc).__name__}: {exc}") from exc
+    log.info("ONNX export fused %s", stats)
+
+
 class OnnxSentenceEncoder:
     """Encodes texts like ``SentenceTransformer.encode(normalize_embeddings=True)`` for a mean-pooling BERT folder."""
 
@@ -161,15 +172,16 @@ class OnnxSentenceEncoder:
             if cached is not None:
                 return cached
             if not path.is_file():
-                log.info("exporting %s to ONNX once (about 10 s): %s", model_dir, path)
-                try:
-                    stats = export(model_dir, path)
-                except OnnxUnavailableError:
-                    raise
-                except Exception as exc:  # an exporter failure must not stop ingestion: the caller falls back to torch
-                    raise OnnxUnavailableError(f"exporting {model_dir} to ONNX failed: {type(exc).__name__}: {exc}") from exc
-                log.info("ONNX export fused %s", stats)
-            encoder = cls(model_dir, path, max_seq_length)
+                _export_logged(model_dir, path)
+            try:
+                encoder = cls(model_dir, path, max_seq_length)
+            except OnnxUnavailableError:
+                raise
+            except Exception as exc:  # a cached file that ONNX Runtime cannot read (damaged on disk): make it again
+                log.warning("the cached ONNX model %s cannot be loaded (%s); exporting it again", path, exc)
+                path.unlink(missing_ok=True)
+                _export_logged(model_dir, path)
+                encoder = cls(model_dir, path, max_seq_length)
             _sessions[path.name] = encoder
             return encoder
 

@@ -60,6 +60,25 @@ def test_a_cached_export_is_loaded_not_made_again(monkeypatch: pytest.MonkeyPatc
     assert np.allclose(again.encode(["a cat"]), first.encode(["a cat"]), atol=1e-6)
 
 
+def test_a_damaged_cached_file_is_exported_again(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    good = OnnxSentenceEncoder.for_model(minilm_model_dir(), tmp_path / "a")
+    damaged = tmp_path / "b" / good.onnx_path.name
+    damaged.parent.mkdir()
+    damaged.write_bytes(good.onnx_path.read_bytes()[:1000])  # a file cut short
+    exports: list[Path] = []
+
+    def copy_good(_model_dir: Path, target: Path) -> dict[str, int]:
+        exports.append(target)
+        shutil.copy(good.onnx_path, target)
+        return {}
+
+    monkeypatch.setattr(onnx_encoder, "_sessions", {})
+    monkeypatch.setattr(onnx_encoder, "export", copy_good)
+    again = OnnxSentenceEncoder.for_model(minilm_model_dir(), tmp_path / "b")
+    assert exports == [damaged]
+    assert np.allclose(again.encode(["a cat"]), good.encode(["a cat"]), atol=1e-6)
+
+
 def test_auto_falls_back_to_torch_with_a_warning_and_onnx_says_what_to_do(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     def broken(*_: object) -> dict[str, int]:
         raise OnnxUnavailableError("the ONNX export needs onnx (No module named 'onnx')")
