@@ -105,6 +105,9 @@ def export(model_dir: Path, target: Path) -> dict[str, int]:
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
             return self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar in the middle of an ingest's progress bar
     config = _read_json(model_dir / "config.json")
     bert = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
     example = torch.ones((2, 8), dtype=torch.int64)
@@ -132,7 +135,8 @@ def export(model_dir: Path, target: Path) -> dict[str, int]:
 
 
 def _export_logged(model_dir: Path, path: Path) -> None:
-    log.info("exporting %s to ONNX once (about 10 s): %s", model_dir, path)
+    # WARNING so that the CLI (which shows warnings only) says why this first use pauses; it happens once per home.
+    log.warning("converting %s to ONNX Runtime once (about 10 s); cached at %s", model_dir.parent.name if model_dir.name == "model" else model_dir.name, path)
     try:
         stats = export(model_dir, path)
     except OnnxUnavailableError:
