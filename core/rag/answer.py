@@ -44,6 +44,7 @@ MIN_TERM_COVERAGE = 0.33
 REFUSALS = ("没有找到答案", "没有找到相关", "do not contain the answer", "does not contain the answer")
 """Phrases of the templates' "not in the passages" reply: such an answer gets no inferred citations."""
 
+_SENTENCE_END = re.compile(r"(?<=[。！？])|(?<=[.!?])(?=\s)|(?<=\S)(?=\n\s*\n)")
 _CITE = re.compile(r"[\[【]\s*(\d+(?:\s*[,，、]\s*\d+)*)\s*[\]】]")
 _OPEN_MARKER = re.compile(r"[\[【][\d\s,，、]*$")
 
@@ -206,8 +207,11 @@ def parse_citations(text: str, sources: Sequence[Citation]) -> tuple[Citation, .
 def attribute(text: str, sources: Sequence[Citation], *, min_coverage: float = 0.3) -> tuple[str, tuple[Citation, ...]]:
     """Post-hoc citations for an answer in which the model wrote none (small models often forget): each sentence
     gets the number of the passage that contains most of its words, if that passage covers at least
-    ``min_coverage`` of them. Citations found this way have ``inferred=True``."""
-    sentences = re.findall(r"[^。！？!?\n]+[。！？!?]?|\n+", text)
+    ``min_coverage`` of them. Citations found this way have ``inferred=True``.
+
+    A sentence ends at ``。！？``, at ``.!?`` followed by a space or line break (not in ``.md`` or ``3.5``), or at a
+    blank line; a single line break does not end one (small models copy the hard-wrapped lines of the passages)."""
+    sentences = [s for s in _SENTENCE_END.split(text) if s]
     out: list[str] = []
     cited: list[Citation] = []
     passage_terms = [set(tokenize(c.text + " " + c.section)) for c in sources]
@@ -221,7 +225,7 @@ def attribute(text: str, sources: Sequence[Citation], *, min_coverage: float = 0
                     best, best_cov = c, cov
         if best is not None and best_cov >= min_coverage:
             body = sentence.rstrip()
-            end = body[-1] if body and body[-1] in "。！？!?" else ""
+            end = body[-1] if body and body[-1] in "。！？.!?" else ""
             core_text = body[:-1] if end else body
             out.append(f"{core_text} [{best.number}]{end}" + sentence[len(body):])
             if all(c.number != best.number for c in cited):
@@ -248,8 +252,14 @@ def _may_be_marker_only(text: str) -> bool:
 
 
 def best_sentence(query: str, text: str, *, max_chars: int = 400) -> str:
-    """The sentence of ``text`` that holds most of the query's words (the first one on a tie), cut to ``max_chars``."""
-    sentences = [s.strip() for s in re.split(r"(?<=[。！？!?])|(?<=\.)\s+|\n+", text) if s.strip()] or [text.strip()]
+    """The sentence of ``text`` that holds most of the query's words (the first one on a tie), cut to ``max_chars``.
+
+    Markdown headings are skipped (a FAQ heading repeats the question and answers nothing) and a paragraph's hard
+    line breaks are joined, so a sentence wrapped over two lines is one sentence."""
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    paragraphs = [" ".join(part.split()) for part in re.split(r"\n\s*\n", body)]
+    sentences = [s.strip() for para in paragraphs for s in re.split(r"(?<=[。！？!?])|(?<=\.)\s+", para) if s.strip()]
+    sentences = sentences or [text.strip()]
     q = set(tokenize(query))
     best, best_n = sentences[0], -1
     for sentence in sentences:

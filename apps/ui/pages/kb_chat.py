@@ -151,7 +151,7 @@ def _render_sources(turn: ChatTurn) -> None:
     if not sources:
         return
     if turn.get("inferred"):
-        st.caption("The model cited nothing itself; the sources below were matched to its sentences afterwards.")
+        st.caption("Sources matched to the answer's sentences by their words (the model did not number them itself).")
     for src in sources:
         with st.expander(f"[{src['number']}] {src['label']}", icon=":material/description:"):
             st.markdown(f"**File:** `{src['file']}`")

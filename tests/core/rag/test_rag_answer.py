@@ -76,6 +76,20 @@ def test_uncited_answer_gets_inferred_citations() -> None:
     assert cited == () and text == "The passages do not mention it."
 
 
+def test_inferred_citations_go_at_sentence_ends_not_at_copied_line_breaks() -> None:
+    sources = [
+        Citation(1, "c1", "s", text="Markdown (.md), text (.txt), PDF and HTML, in Chinese or English. Other file types are refused."),
+        Citation(2, "c2", "s", text="The app uses port 8501 by default."),
+    ]
+    reply = "Markdown (.md), text (.txt), PDF and HTML, in Chinese or\nEnglish. Other file types are refused.\n\nThe app uses port 8501 by default."
+    text, cited = attribute(reply, sources)
+    assert text == (
+        "Markdown (.md), text (.txt), PDF and HTML, in Chinese or\nEnglish [1]. Other file types are refused [1].\n\n"
+        "The app uses port 8501 by default [2]."
+    )
+    assert [c.number for c in cited] == [1, 2] and all(c.inferred for c in cited)
+
+
 def test_follow_up_is_rewritten_before_retrieval() -> None:
     client = ScriptedChatClient(["LoRA 微调需要多少显存？", "LoRA 只训练低秩矩阵，显存需求小 [1]。"])
     retriever = FixedRetriever(HITS)
@@ -221,6 +235,14 @@ def test_best_sentence_picks_the_sentence_with_the_query_words() -> None:
     assert best_sentence("Which port does the app listen on?", text) == "The app listens on port 8501 by default."
     assert best_sentence("量化", "LoRA 冻结权重。QLoRA 还做了量化。其他。") == "QLoRA 还做了量化。"
     assert best_sentence("x", "a" * 1000).endswith(" …")
+    # A FAQ heading repeats the question and answers nothing; a sentence hard-wrapped over two lines stays whole.
+    faq = (
+        "## How do I start the model server?\n\nRun `ragent serve --detach` to start it in the background. Check it with\n"
+        "`ragent serve --status` and stop it with `ragent serve --stop`."
+    )
+    assert best_sentence("How do I start the model server?", faq) == "Run `ragent serve --detach` to start it in the background."
+    assert best_sentence("How do I check on and stop the server?", faq) == "Check it with `ragent serve --status` and stop it with `ragent serve --stop`."
+    assert best_sentence("anything", "# Only a heading") == "# Only a heading"
 
 
 def test_citations_carry_the_retriever_score() -> None:
