@@ -45,6 +45,7 @@ REFUSALS = ("没有找到答案", "没有找到相关", "do not contain the answ
 """Phrases of the templates' "not in the passages" reply: such an answer gets no inferred citations."""
 
 _SENTENCE_END = re.compile(r"(?<=[。！？])|(?<=[.!?])(?=\s)|(?<=\S)(?=\n\s*\n)")
+_LIST_NUMBER = re.compile(r"(?:.*[:：]\s*|\s*)\d{1,2}\.", re.DOTALL)
 _CITE = re.compile(r"[\[【]\s*(\d+(?:\s*[,，、]\s*\d+)*)\s*[\]】]")
 _OPEN_MARKER = re.compile(r"[\[【][\d\s,，、]*$")
 
@@ -111,9 +112,24 @@ class Answer:
 
 
 # -- relevance ---------------------------------------------------------------------------------------------------
+QUESTION_WORDS = frozenset(
+    [
+        "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "do", "does", "did", "can",
+        "could", "should", "would", "may", "might", "must", "shall", "i", "me", "my", "you", "your", "we", "our",
+        "us", "need", "want", "tell", "explain", "describe",
+    ]
+)
+"""English words that frame a question rather than say what it is about. The BM25 stop words (bm25s's English
+list) keep them, so "What is the capital of Australia?" matched a third of its words ("what") in any passage that
+said "what" and passed as relevant; they do not count for relevance. (The Chinese stop words already hold
+什么, 怎么, 如何, 哪些, ...)"""
+
+
 def term_coverage(query: str, text: str) -> float:
-    """Share of the query's index terms that occur in ``text`` (1.0 for a query without terms)."""
+    """Share of the query's index terms, question words aside, that occur in ``text`` (1.0 for a query without
+    terms)."""
     q = set(tokenize(query))
+    q = (q - QUESTION_WORDS) or q
     if not q:
         return 1.0
     return len(q & set(tokenize(text))) / len(q)
@@ -209,9 +225,15 @@ def attribute(text: str, sources: Sequence[Citation], *, min_coverage: float = 0
     gets the number of the passage that contains most of its words, if that passage covers at least
     ``min_coverage`` of them. Citations found this way have ``inferred=True``.
 
-    A sentence ends at ``。！？``, at ``.!?`` followed by a space or line break (not in ``.md`` or ``3.5``), or at a
-    blank line; a single line break does not end one (small models copy the hard-wrapped lines of the passages)."""
-    sentences = [s for s in _SENTENCE_END.split(text) if s]
+    A sentence ends at ``。！？``, at ``.!?`` followed by a space or line break (not in ``.md`` or ``3.5``, nor after
+    a list item's number), or at a blank line; a single line break does not end one (small models copy the
+    hard-wrapped lines of the passages)."""
+    sentences: list[str] = []
+    for piece in _SENTENCE_END.split(text):
+        if sentences and _LIST_NUMBER.fullmatch(sentences[-1]):  # "1." opens a list item; it does not end a sentence
+            sentences[-1] += piece
+        elif piece:
+            sentences.append(piece)
     out: list[str] = []
     cited: list[Citation] = []
     passage_terms = [set(tokenize(c.text + " " + c.section)) for c in sources]

@@ -51,6 +51,18 @@ def test_nothing_relevant_means_no_model_call() -> None:
     assert not empty.found and "Nothing relevant" in empty.text
 
 
+def test_question_words_do_not_make_a_passage_relevant() -> None:
+    from core.rag.answer import term_coverage
+
+    guide = [Hit("t1", "Every error says what failed, with which input, and what to do.", 1.0, {"source": "/guide/troubleshooting.md"})]
+    client = ScriptedChatClient([AssertionError("the model must not be called")])
+    result = answer("What is the capital of Australia?", retriever=FixedRetriever(guide), client=client, tokenizer=default_tokenizer())
+    assert not result.found and client.calls == []
+    assert term_coverage("What is the capital of Australia?", guide[0].text) == 0.0
+    assert term_coverage("How do I start the model server?", "Start the model server with ragent serve.") == 1.0
+    assert term_coverage("What is what?", "what") == 1.0  # a query of question words only keeps them
+
+
 def test_context_stays_within_the_token_budget() -> None:
     tok = default_tokenizer()
     long_hits = [Hit(f"c{i}", "低秩分解矩阵的句子。" * 40, 1.0, {"source": f"/d{i}.md", "bm25_score": 1.0}) for i in range(6)]
@@ -88,6 +100,9 @@ def test_inferred_citations_go_at_sentence_ends_not_at_copied_line_breaks() -> N
         "The app uses port 8501 by default [2]."
     )
     assert [c.number for c in cited] == [1, 2] and all(c.inferred for c in cited)
+    # A numbered list: "1." opens an item, it does not end a sentence.
+    listed, _ = attribute("Supported:\n1. Markdown and PDF.\n2. The app uses port 8501.", sources)
+    assert listed == "Supported:\n1. Markdown and PDF [1].\n2. The app uses port 8501 [2]."
 
 
 def test_follow_up_is_rewritten_before_retrieval() -> None:
