@@ -221,7 +221,8 @@ def parse_citations(text: str, sources: Sequence[Citation]) -> tuple[Citation, .
 
 
 def attribute(text: str, sources: Sequence[Citation], *, min_coverage: float = 0.3) -> tuple[str, tuple[Citation, ...]]:
-    """Post-hoc citations for an answer in which the model wrote none (small models often forget): each sentence
+    """Post-hoc citations for an answer in which the model wrote none (the answer prompt, v4, lets the model answer in
+    words and leaves the numbering to this function, see prompts/answer.yaml): each sentence
     gets the number of the passage that contains most of its words, if that passage covers at least
     ``min_coverage`` of them. Citations found this way have ``inferred=True``.
 
