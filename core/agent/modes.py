@@ -177,14 +177,19 @@ class NativeToolMode:
     def system_prompt(self, toolbox: Toolbox, instructions: str | None) -> str:
         return render("native_system", instructions=instructions or "")
 
-    def request(self, memory: AgentMemory, toolbox: Toolbox, *, final: bool) -> ChatRequest:
+    def _tools(self, toolbox: Toolbox) -> list[dict[str, Any]]:
+        """The tool specs a calling request offers: the toolbox's (with a ``thought`` argument when thinking) and
+        ``final_answer``."""
         specs = [with_thought(s) for s in toolbox.schemas()] if self.think else toolbox.schemas()
-        tools = [*specs, final_answer_tool().to_openai()]
+        return [*specs, final_answer_tool().to_openai()]
+
+    def request(self, memory: AgentMemory, toolbox: Toolbox, *, final: bool) -> ChatRequest:
         if self.plan and not memory.steps and not final:
             # No tools in the planning request: with tools the chat template fills the system prompt with calling
             # instructions, and a small model then writes JSON calls instead of reasoning.
             ask = self.plan_prompt or render("plan_request")
             return ChatRequest([*memory.to_messages(), {"role": "user", "content": ask}], {}, plan=True)
+        tools = self._tools(toolbox)
         if final:
             return ChatRequest(_final_messages(memory), {"tools": tools, "tool_choice": FINAL_ANSWER})
         return ChatRequest(memory.to_messages(), {"tools": tools, "tool_choice": "required"})
@@ -199,12 +204,10 @@ class NativeToolMode:
         belongs, another tool's arguments). Seen on GSM8K with Qwen2.5-Coder-0.5B. A *named* tool choice is
         constrained by the tool's exact schema and returned as JSON without that parsing, so the same step is asked
         again with ``tool_choice=<that tool>``."""
-        specs = [with_thought(s) for s in toolbox.schemas()] if self.think else toolbox.schemas()
-        tools = [*specs, final_answer_tool().to_openai()]
         if parsed.parse_failure and parsed.truncated:
             # A reply cut off by the token limit is a repetition loop more often than not: ask the same step again
             # with a frequency penalty (a standard OpenAI parameter), so greedy decoding leaves the loop.
-            return ChatRequest(memory.to_messages(), {"tools": tools, "tool_choice": parsed.named_tool or "required", "frequency_penalty": REPEAT_PENALTY})
+            return ChatRequest(memory.to_messages(), {"tools": self._tools(toolbox), "tool_choice": parsed.named_tool or "required", "frequency_penalty": REPEAT_PENALTY})
         if not parsed.calls and parsed.named_tool:
             name = parsed.named_tool
         elif len(parsed.calls) == 1:
@@ -221,7 +224,7 @@ class NativeToolMode:
                 return None
             except ValueError:
                 pass
-        return ChatRequest(memory.to_messages(), {"tools": tools, "tool_choice": name})
+        return ChatRequest(memory.to_messages(), {"tools": self._tools(toolbox), "tool_choice": name})
 
     def parse(self, reply: ChatResult, toolbox: Toolbox, *, plan: bool = False, memory: AgentMemory | None = None) -> ParsedReply:
         if plan:
@@ -485,7 +488,7 @@ class InlineToolMode:
 
 def make_mode(name: str) -> AgentMode:
     """``native``, ``native-plan`` (a free-text plan first), ``native-think`` (a ``thought`` argument first in every
-    call), ``react-json`` or ``react``."""
+    call), ``react-json``, ``react`` or ``inline`` (reasoning in text with tool results written in)."""
     if name == "native":
         return NativeToolMode()
     if name == "native-plan":
