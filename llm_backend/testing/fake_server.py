@@ -1,88 +1,25 @@
-"""Test doubles shipped with the package, usable by every layer's tests (and by users' own tests).
+"""A real HTTP server speaking the OpenAI API from a script, for contract tests through the official ``openai`` client.
 
-- :class:`ScriptedChatClient`: an in-process fake of :class:`~llm_backend.client.ChatClient` that returns scripted
-  replies and records the requests it got. For unit tests of code that calls a model.
-- :class:`FakeOpenAIServer`: a small real HTTP server that speaks the OpenAI API (models, chat with streaming and tool
-  calls, completions with echo logprobs, embeddings, rerank), driven by a script of :class:`FakeReply` objects that
-  can delay, fail with a status code, or drop the connection in the middle of a stream. For contract tests through
-  the official ``openai`` client.
+:class:`FakeOpenAIServer` serves models, chat (with streaming and tool calls), completions with echo logprobs,
+embeddings and rerank, driven by a script of :class:`~llm_backend.testing.fake_client.FakeReply` objects that can
+delay, fail with a status code, or drop the connection in the middle of a stream.
 
-Example::
-
-    with FakeOpenAIServer([FakeReply(text="Paris"), FakeReply(status=500), "fine"]) as server:
-        client = OpenAIChatClient(base_url=server.url, max_retries=0)
-        assert client.chat([{"role": "user", "content": "capital?"}]).text == "Paris"
+Test support only: product code never imports this module.
 """
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import json
-import math
-import re
 import socket
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from llm_backend.types import ChatChunk, ChatResult, CompletionResult, Message, TokenLogprob, ToolCall, Usage
-
-
-@dataclass
-class FakeReply:
-    """One scripted answer. ``tool_calls`` items are ``{"name": ..., "arguments": dict | str}``."""
-
-    text: str = ""
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    delay: float = 0.0
-    chunk_delay: float = 0.0
-    status: int = 200
-    error: str = "scripted failure"
-    drop_after: int | None = None
-    finish_reason: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    token_logprobs: dict[str, float] = field(default_factory=dict)
-    retry_after: float | None = None
-
-    @classmethod
-    def of(cls, value: FakeReply | str) -> FakeReply:
-        return value if isinstance(value, FakeReply) else cls(text=value)
-
-    def tool_calls_json(self) -> list[dict[str, Any]]:
-        out = []
-        for i, call in enumerate(self.tool_calls):
-            args = call.get("arguments", {})
-            out.append(
-                {
-                    "id": call.get("id") or f"call_{i}_{uuid.uuid4().hex[:8]}",
-                    "type": "function",
-                    "function": {"name": call["name"], "arguments": args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)},
-                }
-            )
-        return out
-
-
-def _tokens(text: str) -> list[str]:
-    """A crude, deterministic tokenizer: words with their leading space, CJK characters, punctuation."""
-    return re.findall(r"\s*[\u4e00-\u9fff]|\s*\w+|\s*[^\w\s]|\s+", text)
-
-
-def fake_embedding(text: str, dim: int = 32) -> list[float]:
-    """Deterministic unit vector from hashed character bigrams: similar texts get similar vectors."""
-    vec = [0.0] * dim
-    padded = f" {text.lower()} "
-    for a, b in itertools.pairwise(padded):
-        h = int.from_bytes(hashlib.blake2b((a + b).encode(), digest_size=4).digest(), "little")
-        vec[h % dim] += 1.0 if (h >> 16) & 1 else -1.0
-    norm = math.sqrt(sum(v * v for v in vec)) or 1.0
-    return [v / norm for v in vec]
+from llm_backend.testing.fake_client import FakeReply, fake_embedding, fake_tokens
 
 
 class FakeOpenAIServer:
@@ -266,8 +203,8 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.status != 200:
             self._error(reply)
             return
-        prompt_tokens = reply.prompt_tokens if reply.prompt_tokens is not None else sum(len(_tokens(str(m.get("content") or ""))) for m in body.get("messages") or [])
-        completion_tokens = reply.completion_tokens if reply.completion_tokens is not None else len(_tokens(reply.text))
+        prompt_tokens = reply.prompt_tokens if reply.prompt_tokens is not None else sum(len(fake_tokens(str(m.get("content") or ""))) for m in body.get("messages") or [])
+        completion_tokens = reply.completion_tokens if reply.completion_tokens is not None else len(fake_tokens(reply.text))
         calls = reply.tool_calls_json()
         finish = reply.finish_reason or ("tool_calls" if calls else "stop")
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
@@ -282,7 +219,7 @@ class _Handler(BaseHTTPRequestHandler):
             })
             return
         pieces: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
-        pieces += [{"content": tok} for tok in _tokens(reply.text)]
+        pieces += [{"content": tok} for tok in fake_tokens(reply.text)]
         for i, call in enumerate(calls):
             args = call["function"]["arguments"]
             half = len(args) // 2
@@ -332,7 +269,7 @@ class _Handler(BaseHTTPRequestHandler):
         text = (prompt if body.get("echo") else "") + generated
         choice: dict[str, Any] = {"index": 0, "text": text, "finish_reason": reply.finish_reason or "length"}
         if body.get("logprobs") is not None:
-            toks = _tokens(text)
+            toks = fake_tokens(text)
             offsets, pos = [], 0
             for t in toks:
                 offsets.append(pos)
@@ -341,11 +278,11 @@ class _Handler(BaseHTTPRequestHandler):
             if body.get("echo") and lps:
                 lps[0] = None  # the first prompt token has no context, as on vLLM
             choice["logprobs"] = {"tokens": toks, "token_logprobs": lps, "text_offset": offsets, "top_logprobs": None}
-        n_prompt = len(_tokens(prompt))
+        n_prompt = len(fake_tokens(prompt))
         self._json(200, {
             "id": f"cmpl-{uuid.uuid4().hex[:12]}", "object": "text_completion", "created": int(time.time()),
             "model": body.get("model"), "choices": [choice],
-            "usage": {"prompt_tokens": n_prompt, "completion_tokens": len(_tokens(generated)), "total_tokens": n_prompt + len(_tokens(generated))},
+            "usage": {"prompt_tokens": n_prompt, "completion_tokens": len(fake_tokens(generated)), "total_tokens": n_prompt + len(fake_tokens(generated))},
         })
 
     def _embeddings(self, body: dict[str, Any]) -> None:
@@ -370,85 +307,4 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _words(text: str) -> list[str]:
-    return [t.strip().lower() for t in _tokens(text) if t.strip() and (t.strip().isalnum())]
-
-
-class ScriptedChatClient:
-    """In-process fake model: returns scripted :class:`ChatResult` s in order and records each call.
-
-    Replies may be strings, :class:`ChatResult` s, :class:`FakeReply` s (``tool_calls`` honoured) or exceptions
-    (raised). When the script runs out, ``default`` answers (an echo of the last user message if not given).
-
-    >>> fake = ScriptedChatClient(["Paris"])
-    >>> fake.chat([{"role": "user", "content": "capital of France?"}]).text
-    'Paris'
-    """
-
-    def __init__(
-        self,
-        replies: Iterable[str | ChatResult | FakeReply | BaseException] = (),
-        *,
-        default: Callable[[Sequence[Message]], str | ChatResult] | None = None,
-        model: str = "scripted-model",
-    ) -> None:
-        self.replies: deque[str | ChatResult | FakeReply | BaseException] = deque(replies)
-        self.default = default
-        self.model = model
-        self.calls: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-
-    def _next(self, messages: Sequence[Message], kwargs: dict[str, Any]) -> ChatResult:
-        with self._lock:
-            self.calls.append({"messages": [dict(m) for m in messages], **kwargs})
-            item = self.replies.popleft() if self.replies else None
-        if item is None:
-            if self.default is not None:
-                item = self.default(messages)
-            else:
-                last = next((str(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
-                item = f"echo: {last}"
-        if isinstance(item, BaseException):
-            raise item
-        if isinstance(item, ChatResult):
-            return item
-        if isinstance(item, FakeReply):
-            calls = tuple(ToolCall(c["id"], c["function"]["name"], c["function"]["arguments"]) for c in item.tool_calls_json())
-            return ChatResult(
-                text=item.text, tool_calls=calls, finish_reason=item.finish_reason or ("tool_calls" if calls else "stop"),
-                usage=Usage(item.prompt_tokens or 10, item.completion_tokens or max(1, len(_tokens(item.text)))), model=self.model,
-            )
-        return ChatResult(text=item, usage=Usage(10, max(1, len(_tokens(item)))), finish_reason="stop", model=self.model)
-
-    def chat(self, messages: Sequence[Message], **kwargs: Any) -> ChatResult:
-        return self._next(messages, kwargs)
-
-    async def achat(self, messages: Sequence[Message], **kwargs: Any) -> ChatResult:
-        return self._next(messages, kwargs)
-
-    def stream(self, messages: Sequence[Message], **kwargs: Any) -> Iterator[ChatChunk]:
-        result = self._next(messages, {**kwargs, "stream": True})
-        for tok in _tokens(result.text):
-            yield ChatChunk(delta=tok)
-        yield ChatChunk(finish_reason=result.finish_reason, usage=result.usage, tool_calls=result.tool_calls)
-
-    async def astream(self, messages: Sequence[Message], **kwargs: Any) -> AsyncIterator[ChatChunk]:
-        for chunk in self.stream(messages, **kwargs):
-            yield chunk
-
-    def completion(self, prompt: str, *, max_tokens: int = 16, echo: bool = False, logprobs: int | None = None, **kwargs: Any) -> CompletionResult:
-        result = self._next([{"role": "user", "content": prompt}], {"max_tokens": max_tokens, "echo": echo, "logprobs": logprobs, **kwargs})
-        text = (prompt if echo else "") + (result.text if max_tokens > 0 else "")
-        toks, pos = [], 0
-        for t in _tokens(text):
-            toks.append(TokenLogprob(t, -1.0, pos))
-            pos += len(t)
-        return CompletionResult(text=text, tokens=tuple(toks), usage=result.usage, finish_reason="length")
-
-    async def acompletion(self, prompt: str, **kwargs: Any) -> CompletionResult:
-        return self.completion(prompt, **kwargs)
-
-    def embed(self, texts: Sequence[str], *, model: str | None = None, batch_size: int = 64) -> list[list[float]]:
-        return [fake_embedding(t) for t in texts]
-
-    def models(self) -> list[str]:
-        return [self.model]
+    return [t.strip().lower() for t in fake_tokens(text) if t.strip() and (t.strip().isalnum())]
