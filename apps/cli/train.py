@@ -87,7 +87,7 @@ def _print_report(report: Any, as_json: bool) -> None:
 
 
 def _options(**kw: Any) -> Any:
-    from llm_backend.training.runner import TrainOptions
+    from training.runner import TrainOptions
 
     resume_from = kw.pop("resume_from")
     resume = kw.pop("resume")
@@ -138,8 +138,8 @@ def pretrain(
     Several GPUs: launch with `torchrun --nproc_per_node N -m apps.cli.main train pretrain ...` or
     `accelerate launch`; the Trainer does the rest.
     """
-    from llm_backend.training.runner import run_pretrain
-    from llm_backend.training.spec import ModelSpec
+    from training.runner import run_pretrain
+    from training.spec import ModelSpec
 
     try:
         spec = ModelSpec(
@@ -192,7 +192,7 @@ def sft(
     as_json: bool = typer.Option(False, "--json", help="Print the run report as JSON."),
 ) -> None:
     """Supervised fine-tuning on conversations, loss on assistant replies only (the book's 5.3.3 / 6.2)."""
-    from llm_backend.training.runner import run_sft
+    from training.runner import run_sft
 
     try:
         options = _options(
@@ -222,9 +222,9 @@ def eval_ppl(
     """Perplexity of a checkpoint on text files (token-weighted, non-overlapping windows)."""
     from transformers import AutoModelForCausalLM
 
-    from llm_backend.training.data import ExampleDataset, list_text_files, pack_blocks, read_texts, tokenize_documents
-    from llm_backend.training.perplexity import evaluate_perplexity
-    from llm_backend.training.tokenizer import load_tokenizer
+    from training.data import ExampleDataset, list_text_files, pack_blocks, read_texts, tokenize_documents
+    from training.perplexity import evaluate_perplexity
+    from training.tokenizer import load_tokenizer
 
     try:
         if not (model / "config.json").is_file():
@@ -259,8 +259,8 @@ def import_tinyk_cmd(
     norm_eps: float = typer.Option(1e-5, help="RMSNorm epsilon (the book: 1e-5)."),
 ) -> None:
     """Convert a model trained with the book's chapter-5 scripts (Tiny-K) into a Llama checkpoint vLLM serves."""
-    from llm_backend.training.tinyk_import import import_tinyk
-    from llm_backend.training.tokenizer import book_tokenizer_path
+    from training.tinyk_import import import_tinyk
+    from training.tokenizer import book_tokenizer_path
 
     try:
         tok_path = tokenizer if tokenizer is not None else book_tokenizer_path(_data_dir(data_dir))
@@ -279,8 +279,8 @@ def tokenizer(
     vocab_size: int = typer.Option(6144, help="Vocabulary size (the book: 6144)."),
 ) -> None:
     """Train a byte-level BPE tokenizer with ChatML special tokens and template (the book's 5.2 recipe)."""
-    from llm_backend.training.data import list_text_files, read_texts
-    from llm_backend.training.tokenizer import train_bpe_tokenizer
+    from training.data import list_text_files, read_texts
+    from training.tokenizer import train_bpe_tokenizer
 
     try:
         tok = train_bpe_tokenizer(read_texts(list_text_files(corpus)), out, vocab_size=vocab_size)
@@ -299,7 +299,7 @@ def sft_data(
 ) -> None:
     """Write a conversation JSONL for `ragent train sft` from a local training split."""
     from llm_backend.errors import did_you_mean
-    from llm_backend.training.sft_sources import SOURCES, gsm8k_conversations, write_conversations
+    from training.sft_sources import SOURCES, gsm8k_conversations, write_conversations
 
     try:
         if source not in SOURCES:
@@ -319,8 +319,8 @@ def plot(
     out: Path = typer.Option(None, "--out", "-o", help="PNG path (default RUN_DIR/loss.png)."),
 ) -> None:
     """Redraw a run's loss curve from its report."""
-    from llm_backend.training.plot import plot_loss_curve
-    from llm_backend.training.runner import REPORT_FILE
+    from training.plot import plot_loss_curve
+    from training.runner import REPORT_FILE
 
     report = run_dir / REPORT_FILE
     if not report.is_file():

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llm_backend.errors import ConfigError
-from llm_backend.training.spec import ModelSpec, llama_config
-from llm_backend.training.tinyk_reference import ModelConfig
+from training.spec import ModelSpec, llama_config
+from training.tinyk_reference import ModelConfig
 
 if TYPE_CHECKING:
     import torch
@@ -206,7 +206,7 @@ def import_tinyk(
     norm_eps: float = 1e-5,
 ) -> Path:
     """Convert the Tiny-K checkpoint at ``path`` into a servable Hugging Face checkpoint in ``out_dir``."""
-    from llm_backend.training.tokenizer import load_tokenizer
+    from training.tokenizer import load_tokenizer
 
     state = load_tinyk_state_dict(path)
     config = infer_tinyk_config(state, n_heads=n_heads, max_seq_len=max_seq_len, norm_eps=norm_eps)

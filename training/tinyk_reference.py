@@ -3,7 +3,7 @@
 Same modules, same parameter names, same maths as the book's code: ``RMSNorm``; rotary embeddings on real/imaginary
 *interleaved* pairs (``precompute_freqs_cis``, ``apply_rotary_emb``); grouped-query ``Attention`` with ``repeat_kv``;
 SwiGLU ``MLP`` (``w2(silu(w1 x) * w3 x)``); pre-norm ``DecoderLayer``; ``Transformer`` with tied embeddings. It is
-used to test that :mod:`llm_backend.training.tinyk_import` converts a Tiny-K state dict into a Llama checkpoint that
+used to test that :mod:`training.tinyk_import` converts a Tiny-K state dict into a Llama checkpoint that
 computes the same logits, and to let readers load a ``.pth`` from the book's scripts.
 
 Two deliberate differences, neither touching the maths or the state-dict names: the book's ``ModelConfig`` and

@@ -1,7 +1,7 @@
 """Perplexity: ``exp`` of the mean negative log-likelihood per predicted token, weighted by tokens.
 
 Each example is scored on its labelled positions (the model predicts token t+1 from tokens up to t), so the same
-function measures held-out text (blocks from :func:`llm_backend.training.data.pack_blocks`, every token labelled)
+function measures held-out text (blocks from :func:`training.data.pack_blocks`, every token labelled)
 and held-out conversations (assistant tokens only).
 
 Example::
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from llm_backend.errors import ConfigError
-from llm_backend.training.data import IGNORE_INDEX, ExampleDataset, PadCollator
+from training.data import IGNORE_INDEX, ExampleDataset, PadCollator
 
 if TYPE_CHECKING:
     import torch

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from llm_backend.errors import ConfigError
-from llm_backend.training.data import Message
+from training.data import Message
 
 _CALCULATOR = re.compile(r"<<[^>]*>>")
 SOURCES = ("gsm8k",)

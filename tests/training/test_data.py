@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from llm_backend.errors import ConfigError
-from llm_backend.training.data import (
+from training.data import (
     IGNORE_INDEX,
     ExampleDataset,
     PadCollator,
@@ -28,7 +28,7 @@ DATA_DIR = Path(os.environ.get("RAGENT_DATA", Path(__file__).resolve().parents[3
 @pytest.fixture(scope="module")
 def tok():  # type: ignore[no-untyped-def]
     """The book's tokenizer_k (ChatML)."""
-    from llm_backend.training.tokenizer import load_tokenizer
+    from training.tokenizer import load_tokenizer
 
     path = DATA_DIR / "happy-llm-book" / "tokenizer_k"
     if not path.is_dir():

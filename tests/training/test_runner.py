@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from apps.cli.train import app, parse_trainer_args
 from llm_backend.errors import ConfigError, RagentError
-from llm_backend.training.runner import REPORT_FILE, TrainOptions, run_pretrain, run_sft, training_arguments
-from llm_backend.training.spec import ModelSpec
+from training.runner import REPORT_FILE, TrainOptions, run_pretrain, run_sft, training_arguments
+from training.spec import ModelSpec
 
 pytestmark = pytest.mark.slow
 

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from llm_backend.errors import ConfigError
-from llm_backend.training.tinyk_import import (
+from training.tinyk_import import (
     import_tinyk,
     infer_tinyk_config,
     load_tinyk_state_dict,
     permute_rotary,
     tinyk_to_llama,
 )
-from llm_backend.training.tinyk_reference import ModelConfig, Transformer, apply_rotary_emb, precompute_freqs_cis
+from training.tinyk_reference import ModelConfig, Transformer, apply_rotary_emb, precompute_freqs_cis
 
 DATA_DIR = Path(os.environ.get("RAGENT_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 
@@ -89,7 +89,7 @@ def test_converted_logits_match_the_reference(config: ModelConfig) -> None:
 
 def test_without_the_rope_permutation_logits_differ(monkeypatch: pytest.MonkeyPatch) -> None:
     """The permutation is what makes the logits match (so the main test can fail)."""
-    import llm_backend.training.tinyk_import as mod
+    import training.tinyk_import as mod
 
     tinyk = _random_tinyk(SMALL)
     monkeypatch.setattr(mod, "permute_rotary", lambda w, n_heads: w)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llm_backend.errors import ConfigError
-from llm_backend.training.data import (
+from training.data import (
     ExampleDataset,
     PadCollator,
     encode_conversations,
@@ -43,10 +43,10 @@ from llm_backend.training.data import (
     split_holdout,
     tokenize_documents,
 )
-from llm_backend.training.perplexity import PerplexityResult, evaluate_perplexity
-from llm_backend.training.plot import loss_points, plot_loss_curve
-from llm_backend.training.spec import ModelSpec, llama_config
-from llm_backend.training.tokenizer import book_tokenizer_path, load_tokenizer, train_bpe_tokenizer
+from training.perplexity import PerplexityResult, evaluate_perplexity
+from training.plot import loss_points, plot_loss_curve
+from training.spec import ModelSpec, llama_config
+from training.tokenizer import book_tokenizer_path, load_tokenizer, train_bpe_tokenizer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments
