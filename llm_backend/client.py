@@ -42,8 +42,8 @@ from llm_backend.errors import (
 from llm_backend.payloads import (
     CHAT_FIELDS,
     COMPLETION_FIELDS,
+    ChatRequest,
     ChatStreamAssembler,
-    build_chat_payload,
     build_completion_payload,
     build_rerank_payload,
     parse_chat_response,
@@ -61,40 +61,15 @@ log = logging.getLogger(__name__)
 @runtime_checkable
 class ChatClient(Protocol):
     """What the rest of the project needs from a model. :class:`OpenAIChatClient` and
-    :class:`llm_backend.testing.ScriptedChatClient` both satisfy it."""
+    :class:`llm_backend.testing.ScriptedChatClient` both satisfy it. ``options`` are those of
+    :meth:`ChatRequest.of <llm_backend.payloads.ChatRequest.of>`: ``tools``, ``tool_choice``, ``json_schema``,
+    ``stop``, ``model`` and pass-through params (temperature, max_tokens, seed, ...)."""
 
-    def chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[dict[str, Any]] | None = None,
-        tool_choice: str | None = None,
-        json_schema: dict[str, Any] | None = None,
-        stop: Sequence[str] | None = None,
-        **params: Any,
-    ) -> ChatResult: ...
+    def chat(self, messages: Sequence[Message], **options: Any) -> ChatResult: ...
 
-    def stream(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[dict[str, Any]] | None = None,
-        tool_choice: str | None = None,
-        json_schema: dict[str, Any] | None = None,
-        stop: Sequence[str] | None = None,
-        **params: Any,
-    ) -> Iterator[ChatChunk]: ...
+    def stream(self, messages: Sequence[Message], **options: Any) -> Iterator[ChatChunk]: ...
 
-    async def achat(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[dict[str, Any]] | None = None,
-        tool_choice: str | None = None,
-        json_schema: dict[str, Any] | None = None,
-        stop: Sequence[str] | None = None,
-        **params: Any,
-    ) -> ChatResult: ...
+    async def achat(self, messages: Sequence[Message], **options: Any) -> ChatResult: ...
 
 
 def _server_hint(base_url: str) -> str:
@@ -233,21 +208,10 @@ class OpenAIChatClient:
             raise self._translate(exc, url, model) from exc
 
     @staticmethod
-    def _chat_request(
-        messages: Sequence[Message],
-        model: str,
-        tools: Sequence[dict[str, Any]] | None,
-        tool_choice: str | None,
-        json_schema: dict[str, Any] | None,
-        stop: Sequence[str] | None,
-        params: dict[str, Any],
-        *,
-        stream: bool = False,
-    ) -> tuple[dict[str, Any], str]:
-        """Keyword arguments for ``chat.completions.create`` (non-standard fields in ``extra_body``), and the model."""
-        payload = build_chat_payload(messages, model=model, tools=tools, tool_choice=tool_choice, json_schema=json_schema, stop=stop, stream=stream, **params)
-        kwargs, extra = split_known(payload, CHAT_FIELDS)
-        return {**kwargs, "extra_body": extra or None}, payload["model"]
+    def _chat_kwargs(request: ChatRequest, model: str, *, stream: bool = False) -> dict[str, Any]:
+        """Keyword arguments for ``chat.completions.create`` (non-standard fields in ``extra_body``)."""
+        kwargs, extra = split_known(request.payload(model, stream=stream), CHAT_FIELDS)
+        return {**kwargs, "extra_body": extra or None}
 
     @staticmethod
     def _completion_request(
@@ -314,85 +278,53 @@ class OpenAIChatClient:
             return False
 
     # -- chat -----------------------------------------------------------------------------------------------------
-    def chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[dict[str, Any]] | None = None,
-        tool_choice: str | None = None,
-        json_schema: dict[str, Any] | None = None,
-        stop: Sequence[str] | None = None,
-        **params: Any,
-    ) -> ChatResult:
-        """One chat completion. ``tool_choice`` is ``"auto"``, ``"required"``, ``"none"`` or a tool's name;
-        ``json_schema`` asks for output matching that schema; other ``params`` (temperature, max_tokens, seed,
-        vLLM extras such as top_k) pass through."""
-        kwargs, model = self._chat_request(messages, params.pop("model", None) or self.model, tools, tool_choice, json_schema, stop, params)
+    def chat(self, messages: Sequence[Message], **options: Any) -> ChatResult:
+        """One chat completion. ``options`` are :meth:`ChatRequest.of`'s: ``tools``, ``tool_choice`` (``"auto"``,
+        ``"required"``, ``"none"`` or a tool's name), ``json_schema`` (output matching that schema), ``stop``,
+        ``model``; other params (temperature, max_tokens, seed, vLLM extras such as top_k) pass through."""
+        request = ChatRequest.of(messages, **options)
+        model = request.model or self.model
         client, url = self._sync_client()
         with self._slot(), self._translating(url, model):
-            response = client.chat.completions.create(**kwargs)
+            response = client.chat.completions.create(**self._chat_kwargs(request, model))
         return parse_chat_response(response.model_dump())
 
-    async def achat(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[dict[str, Any]] | None = None,
-        tool_choice: str | None = None,
-        json_schema: dict[str, Any] | None = None,
-        stop: Sequence[str] | None = None,
-        **params: Any,
-    ) -> ChatResult:
+    async def achat(self, messages: Sequence[Message], **options: Any) -> ChatResult:
         """Async twin of :meth:`chat`; at most ``settings.concurrency`` requests are in flight at once."""
-        kwargs, model = self._chat_request(messages, params.pop("model", None) or await self._amodel(), tools, tool_choice, json_schema, stop, params)
+        request = ChatRequest.of(messages, **options)
+        model = request.model or await self._amodel()
         client, url = self._async_client()
         async with self._aslot():
             with self._translating(url, model):
-                response = await client.chat.completions.create(**kwargs)
+                response = await client.chat.completions.create(**self._chat_kwargs(request, model))
         return parse_chat_response(response.model_dump())
 
-    def stream(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[dict[str, Any]] | None = None,
-        tool_choice: str | None = None,
-        json_schema: dict[str, Any] | None = None,
-        stop: Sequence[str] | None = None,
-        **params: Any,
-    ) -> Iterator[ChatChunk]:
-        """Stream a chat completion: text deltas as they arrive, then one final chunk with ``finish_reason``,
-        ``usage`` and any assembled ``tool_calls``. Raises :class:`StreamInterruptedError` (with ``partial``) when
-        the connection drops before the server finished."""
-        kwargs, model = self._chat_request(messages, params.pop("model", None) or self.model, tools, tool_choice, json_schema, stop, params, stream=True)
+    def stream(self, messages: Sequence[Message], **options: Any) -> Iterator[ChatChunk]:
+        """Stream a chat completion (``options`` as for :meth:`chat`): text deltas as they arrive, then one final
+        chunk with ``finish_reason``, ``usage`` and any assembled ``tool_calls``. Raises
+        :class:`StreamInterruptedError` (with ``partial``) when the connection drops before the server finished."""
+        request = ChatRequest.of(messages, **options)
+        model = request.model or self.model
         client, url = self._sync_client()
         assembler = ChatStreamAssembler()
         with self._slot():
             with self._translating(url, model):
-                response = client.chat.completions.create(**kwargs)
+                response = client.chat.completions.create(**self._chat_kwargs(request, model, stream=True))
             with self._stream_guard(url, assembler), response:
                 for raw in response:
                     if (chunk := assembler.feed(raw.model_dump())) is not None:
                         yield chunk
         yield self._stream_end(url, assembler)
 
-    async def astream(
-        self,
-        messages: Sequence[Message],
-        *,
-        tools: Sequence[dict[str, Any]] | None = None,
-        tool_choice: str | None = None,
-        json_schema: dict[str, Any] | None = None,
-        stop: Sequence[str] | None = None,
-        **params: Any,
-    ) -> AsyncIterator[ChatChunk]:
+    async def astream(self, messages: Sequence[Message], **options: Any) -> AsyncIterator[ChatChunk]:
         """Async twin of :meth:`stream`."""
-        kwargs, model = self._chat_request(messages, params.pop("model", None) or await self._amodel(), tools, tool_choice, json_schema, stop, params, stream=True)
+        request = ChatRequest.of(messages, **options)
+        model = request.model or await self._amodel()
         client, url = self._async_client()
         assembler = ChatStreamAssembler()
         async with self._aslot():
             with self._translating(url, model):
-                response = await client.chat.completions.create(**kwargs)
+                response = await client.chat.completions.create(**self._chat_kwargs(request, model, stream=True))
             with self._stream_guard(url, assembler):
                 async with response:
                     async for raw in response:

@@ -90,6 +90,50 @@ def build_chat_payload(
     return payload
 
 
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat request as the caller asked for it, built once by every chat method of a client.
+
+    ``model`` is None when the client's default model should answer; ``params`` (temperature, max_tokens, seed,
+    vLLM extras such as top_k) pass through to the payload.
+
+    >>> ChatRequest.of([{"role": "user", "content": "hi"}], stop=["END"], temperature=0).payload("m")["stop"]
+    ['END']
+    """
+
+    messages: Sequence[Message]
+    tools: Sequence[dict[str, Any]] | None = None
+    tool_choice: str | None = None
+    json_schema: dict[str, Any] | None = None
+    stop: Sequence[str] | None = None
+    model: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        messages: Sequence[Message],
+        *,
+        tools: Sequence[dict[str, Any]] | None = None,
+        tool_choice: str | None = None,
+        json_schema: dict[str, Any] | None = None,
+        stop: Sequence[str] | None = None,
+        model: str | None = None,
+        **params: Any,
+    ) -> ChatRequest:
+        """The request for ``client.chat(messages, tools=..., tool_choice=..., json_schema=..., stop=..., **params)``:
+        ``tool_choice`` is ``"auto"``, ``"required"``, ``"none"`` or a tool's name; ``json_schema`` asks for output
+        matching that schema."""
+        return cls(messages, tools, tool_choice, json_schema, stop, model or None, params)
+
+    def payload(self, model: str, *, stream: bool = False) -> dict[str, Any]:
+        """The JSON body for ``model`` (see :func:`build_chat_payload`, which validates ``tool_choice``)."""
+        return build_chat_payload(
+            self.messages, model=model, tools=self.tools, tool_choice=self.tool_choice, json_schema=self.json_schema,
+            stop=self.stop, stream=stream, **self.params,
+        )
+
+
 def split_known(payload: dict[str, Any], known: frozenset[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split a payload into keyword arguments the official client knows and ``extra_body`` for the rest."""
     kwargs = {k: v for k, v in payload.items() if k in known}
