@@ -20,8 +20,8 @@ from core.agent.events import (
     StepStarted,
     ToolFinished,
 )
-from core.agent.loop import Agent, AgentResult
-from core.agent.memory import FINAL_ANSWER, ActionStep, AgentMemory, AgentToolCall
+from core.agent.loop import Agent
+from core.agent.memory import FINAL_ANSWER, ActionStep, AgentMemory, AgentResult, AgentToolCall
 from core.agent.modes import MODES, AgentMode, NativeToolMode, ReactMode, choose_mode, make_mode
 from core.agent.trace import Trace, TraceWriter, load_trace, replay_events
 

@@ -7,12 +7,8 @@ trace yields the same events, so live and replayed runs render alike.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from core.agent.memory import ActionStep, AgentToolCall
-
-if TYPE_CHECKING:
-    from core.agent.loop import AgentResult
+from core.agent.memory import ActionStep, AgentResult, AgentToolCall
 
 
 @dataclass(frozen=True)

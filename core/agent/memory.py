@@ -3,7 +3,8 @@
 A run is ``task -> ActionStep, ActionStep, ... -> final answer``. Each :class:`ActionStep` keeps what the model
 wrote (thought, tool calls), what came back (observations), what went wrong (``error``) and the tokens it cost.
 :meth:`AgentMemory.to_messages` rebuilds the conversation for the next request, so the memory (and a trace loaded
-from disk) is the whole state of a run.
+from disk) is the whole state of a run. :class:`AgentResult` tallies how a run ended from its steps; it sits here,
+beside the step types, so that the loop, its events and its trace all import it from below.
 """
 
 from __future__ import annotations
@@ -160,3 +161,64 @@ class AgentMemory:
         for step in self.steps:
             total = total + step.usage
         return total
+
+
+@dataclass
+class AgentResult:
+    """How a run ended. ``stop_reason`` is ``"final_answer"``, ``"max_steps"`` or ``"repeated_call"`` (in the last
+    two, ``final_answer`` is what the forced last step gave, possibly ``None``). ``parse_failures`` counts replies that could not be turned into an
+    action; ``invalid_calls`` unknown tools and invalid arguments; ``tool_errors`` tools that raised;
+    ``repaired_steps`` steps whose first reply missed the tool's schema and were asked again with the tool forced."""
+
+    task: str
+    final_answer: str | None
+    stop_reason: str
+    steps: list[ActionStep] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    parse_failures: int = 0
+    invalid_calls: int = 0
+    tool_errors: int = 0
+    repaired_steps: int = 0
+    duration_s: float = 0.0
+    mode: str = ""
+    model: str = ""
+    trace_path: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and figures without the steps (for ``--json`` and result files)."""
+        return {
+            "task": self.task,
+            "final_answer": self.final_answer,
+            "stop_reason": self.stop_reason,
+            "steps": len(self.steps),
+            "prompt_tokens": self.usage.prompt_tokens,
+            "completion_tokens": self.usage.completion_tokens,
+            "parse_failures": self.parse_failures,
+            "invalid_calls": self.invalid_calls,
+            "tool_errors": self.tool_errors,
+            "repaired_steps": self.repaired_steps,
+            "duration_s": round(self.duration_s, 3),
+            "mode": self.mode,
+            "model": self.model,
+            "trace": self.trace_path,
+        }
+
+    @classmethod
+    def from_steps(cls, task: str, steps: list[ActionStep], stop_reason: str, **extra: Any) -> AgentResult:
+        """Tally a result from steps (used by the loop and when reading a trace back)."""
+        usage = Usage()
+        for s in steps:
+            usage = usage + s.usage
+        answer = next((s.final_answer for s in reversed(steps) if s.final_answer is not None), None)
+        return cls(
+            task=task,
+            final_answer=answer,
+            stop_reason=stop_reason,
+            steps=list(steps),
+            usage=usage,
+            parse_failures=sum(s.parse_failure for s in steps),
+            invalid_calls=sum(1 for s in steps for c in s.tool_calls if c.fault in ("invalid_arguments", "unknown_tool", "final_answer")),
+            tool_errors=sum(1 for s in steps for c in s.tool_calls if c.fault == "tool_error"),
+            repaired_steps=sum(s.repaired for s in steps),
+            **extra,
+        )
