@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.rag.answer import Answer, Citation, answer, rewrite_query
+from core.rag.answer import Answer, Citation, Segment, answer, rewrite_query
 from core.rag.rerankers import CrossEncoderReranker, LLMReranker, Reranker, ServerReranker, make_reranker
 from core.rag.retrievers import FUSION_WEIGHTS, BM25Retriever, DenseRetriever, HybridRetriever
 from knowledge.embedders import Embedder
@@ -73,6 +73,7 @@ __all__ = [
     "LLMReranker",
     "RerankedRetriever",
     "Reranker",
+    "Segment",
     "ServerReranker",
     "answer",
     "make_reranker",

@@ -226,19 +226,19 @@ def test_chinese_fallback_quotes_in_chinese() -> None:
     assert "只写资料编号不算回答" in client.calls[1]["messages"][1]["content"]
 
 
-def test_leading_marker_is_held_back_only_until_a_word_arrives() -> None:
-    client = ScriptedChatClient(["[1] The app uses port 8501 [1]."])
+def test_answer_streams_sentence_by_sentence_once_each_is_checked() -> None:
+    client = ScriptedChatClient(["[1] The app uses port 8501 [1]. The server uses port 8000 [2]."])
     deltas: list[str] = []
     result = answer("Which port does the app use?", retriever=FixedRetriever(EN_HITS), client=client, on_delta=deltas.append, tokenizer=default_tokenizer())
     assert result.fallback == "" and len(client.calls) == 1
-    assert "".join(deltas) == result.text == "[1] The app uses port 8501 [1]."
-    assert len(deltas) > 1  # still streamed, not delivered in one piece at the end
+    assert "".join(deltas) == result.text == "[1] The app uses port 8501 [1]. The server uses port 8000 [2]."
+    assert deltas == ["[1] The app uses port 8501 [1].", " The server uses port 8000 [2]."]  # one piece per sentence
 
 
 def test_recover_off_returns_the_reply_as_it_is() -> None:
     client = ScriptedChatClient(["[1] [2]."])
     deltas: list[str] = []
-    result = answer("Which port does the app use?", retriever=FixedRetriever(EN_HITS), client=client, on_delta=deltas.append, tokenizer=default_tokenizer(), recover=False)
+    result = answer("Which port does the app use?", retriever=FixedRetriever(EN_HITS), client=client, on_delta=deltas.append, tokenizer=default_tokenizer(), recover=False, grounded=False)
     assert result.text == "[1] [2]." and result.fallback == "" and len(client.calls) == 1
     assert "".join(deltas) == "[1] [2]."
 
