@@ -217,11 +217,11 @@ def ask(
                 past = json.loads(history.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"--history {history}: not a readable JSON list of messages ({exc})") from exc
-        on_delta: Callable[[str], None] | None = None
+        on_segment: Callable[[Any], None] | None = None
         if not as_json:
-            def on_delta(delta: str) -> None:
-                sys.stdout.write(delta)
-                sys.stdout.flush()
+            def on_segment(segment: Any) -> None:
+                # the model's checked sentences plain, quotations of the passages in cyan (the text also says so)
+                typer.secho(segment.text, nl=False, fg=typer.colors.CYAN if segment.kind == "quote" else None)
 
         result = answer(
             question,
@@ -233,18 +233,22 @@ def ask(
             context_tokens=context_tokens,
             tokenizer=default_tokenizer(settings.models_dir),
             filters=parse_filter_args(filter_) or None,
-            on_delta=on_delta,
+            on_segment=on_segment,
             max_tokens=max_tokens,
         )
         if as_json:
             _echo_json({"knowledge_base": name, **result.to_dict()})
             return
         typer.echo("")
-        if result.citations and any(c.inferred for c in result.citations):
-            typer.echo(f"With sources matched to its sentences: {result.text}")
+        if result.dropped:
+            typer.secho(
+                f"({len(result.dropped)} sentence(s) of the model stated a number or name that no passage holds; "
+                "they were left out and the passage is quoted instead.)", dim=True,
+            )
         if result.citations:
             typer.echo("\nSources:")
             for c in result.citations:
-                typer.echo(f"  [{c.number}] {c.label}")
+                how = " (matched by its words and figures)" if c.inferred else ""
+                typer.echo(f"  [{c.number}] {c.label}{how}")
         if result.query != question:
             typer.echo(f"(searched for: {result.query})")

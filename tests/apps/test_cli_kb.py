@@ -71,3 +71,4 @@ def test_ask_streams_a_cited_answer(corpus: Path) -> None:
     with FakeOpenAIServer(["LoRA 只训练低秩分解矩阵 [1]。"]) as server:
         text = _ok(["kb", "ask", "ask", "LoRA 训练什么矩阵？", "--base-url", server.url])
     assert "低秩分解矩阵 [1]" in text and "Sources:" in text and "lora.md" in text
+    assert text.count("低秩分解矩阵") == 1  # the answer is printed once (it used to be repeated with its sources)
