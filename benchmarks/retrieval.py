@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.rag.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
 from knowledge.embedders import Embedder, MiniLMEmbedder, make_embedder
+from knowledge.ingest import ingest
 from knowledge.registry import KnowledgeBaseRegistry
 from knowledge.tokenizer import default_tokenizer
 
@@ -245,7 +246,7 @@ class Ours:
         if self.home_cache and self.embedder_name in CACHEABLE:
             emb = CachingEmbedder(emb, EmbeddingCache(registry.embedding_cache))
         self.kb._embedder, self.kb._embedder_loaded = emb, True
-        self.kb.ingest([Path(next(iter(ds.files))).parent])
+        ingest(self.kb, [Path(next(iter(ds.files))).parent])
         return self.kb.manifest.n_chunks()
 
     def doc_of(self, hit: Any) -> str:

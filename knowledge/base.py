@@ -5,7 +5,7 @@ tokenizer, BM25 index) load on first use.
 Example::
 
     kb = KnowledgeBaseRegistry(settings.home).open("book")
-    report = kb.ingest([Path("docs/")])
+    report = ingest(kb, [Path("docs/")])     # knowledge.ingest.ingest: ingestion is a function over a base
     print(report.summary())
 """
 
@@ -16,7 +16,8 @@ import fcntl
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,6 @@ from knowledge.tokenizer import load_tokenizer
 from llm_backend.errors import ConfigError
 
 if TYPE_CHECKING:
-    from knowledge.ingest import IngestReport
     from llm_backend.client import OpenAIChatClient
 
 log = logging.getLogger(__name__)
@@ -142,16 +142,25 @@ class KnowledgeBase:
     # -- locking --------------------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
-        """Exclusive write lock across processes (released by the OS if the process dies)."""
+        """Exclusive write lock across processes (``flock``, released by the OS if the process dies, even by
+        ``kill -9``). A second writer, in this process or another, is refused at once with a message naming the
+        holder's process id; it never waits behind a run that may take an hour."""
         self.path.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
+                holder = os.pread(fd, 200, 0).decode("utf-8", "replace").split("\n")[0].strip()
+                who = f" ({holder})" if holder else ""
                 raise KnowledgeBaseBusyError(
-                    f"knowledge base {self.name!r} is being changed by another process; wait for it to finish and retry."
+                    f"knowledge base {self.name!r} is being changed by another process{who}; wait for it to finish "
+                    "and run the command again (the other run's finished work is kept)."
                 ) from exc
+            # Who holds the lock, for the message above (best effort: the lock itself is the flock).
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"pid {os.getpid()}, since {time.strftime('%H:%M:%S')}\n".encode(), 0)
             yield
         finally:
             os.close(fd)
@@ -204,13 +213,6 @@ class KnowledgeBase:
         index.save(self.bm25_path)
         self._bm25 = index
         return index
-
-    # -- ingestion ------------------------------------------------------------------------------------------------
-    def ingest(self, paths: Sequence[Path | str], *, progress: bool | Callable[[str, int, int], None] = False, **options: Any) -> IngestReport:
-        """Ingest files and folders; see :func:`knowledge.ingest.ingest`."""
-        from knowledge.ingest import ingest
-
-        return ingest(self, [Path(p) for p in paths], progress=progress, **options)
 
     def summary(self) -> dict[str, Any]:
         """Name, embedder, counts and location, for ``kb list``."""

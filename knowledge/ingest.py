@@ -1,4 +1,4 @@
-"""Incremental, idempotent, crash-safe ingestion of files into a knowledge base.
+"""Incremental, idempotent, crash-safe and stoppable ingestion of files into a knowledge base.
 
 The walk for each run:
 
@@ -7,13 +7,23 @@ The walk for each run:
    ``kill -9`` end with exactly the index a clean run gives;
 3. scan the given files and folders; a file whose content hash is in the manifest is skipped, a file under a given
    folder that the manifest knows but that is gone is dropped;
-4. load -> split -> embed -> write, in batches that span files, with embedding in a worker thread so loading,
-   splitting and writing overlap with it;
+4. load -> split -> embed -> write, in windows of chunks that span files, embedded by a thread of their own
+   (:mod:`knowledge.embed_worker`) so loading, splitting and writing overlap with it; a window holds about ten
+   seconds of embedding, so files are committed every few seconds whatever the model's speed;
 5. a file is committed to the manifest only after all its chunks are in the store (and its old chunks deleted);
    the manifest is written atomically every few seconds and at the end;
 6. rebuild the BM25 index when anything changed.
 
-A file that cannot be loaded is reported with its reason, and the batch goes on.
+A file that cannot be loaded is reported with its reason, and the batch goes on. Progress goes to a callback as
+:class:`~knowledge.progress.IngestProgress` snapshots. Setting the ``stop`` event ends the run within a fraction of
+a second, without waiting for the window being embedded: finished files stay committed, the report says
+``stopped``, and running the same ingestion again resumes (the vectors already computed come from the embedding
+cache).
+
+Example::
+
+    report = ingest(registry.open("book"), [Path("docs/")])
+    print(report.summary())
 """
 
 from __future__ import annotations
@@ -21,28 +31,29 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from knowledge.base import KnowledgeBase
+from knowledge.embed_worker import EmbeddingStopped, EmbedWorker, wait_for
 from knowledge.loaders import DEFAULT_MAX_BYTES, LoadError, is_supported, iter_files, load_file
 from knowledge.manifest import FileRecord
+from knowledge.progress import ProgressCallback, ProgressTracker, format_bytes
 from knowledge.splitter import context_text
 from knowledge.types import Chunk
 
-if TYPE_CHECKING:
-    from knowledge.base import KnowledgeBase
-
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[str, int, int], None]
-"""``callback(path, files_done, files_total)``."""
+WINDOW_SECONDS = 10.0
+"""Aim for windows of chunks that take about this long to embed (within ``[min_window, batch_size]``)."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +66,8 @@ class FileError:
 
 @dataclass
 class IngestReport:
-    """What an ingestion run did."""
+    """What an ingestion run did. ``stopped`` is True when the run was asked to stop; ``pending`` then lists the
+    files it did not finish (running the same ingestion again does them)."""
 
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
@@ -63,10 +75,12 @@ class IngestReport:
     unchanged: list[str] = field(default_factory=list)
     failed: list[FileError] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
     chunks_written: int = 0
     chunks_deleted: int = 0
     repaired_orphans: int = 0
     repaired_files: int = 0
+    stopped: bool = False
     seconds: float = 0.0
 
     @property
@@ -86,6 +100,8 @@ class IngestReport:
             f"{len(self.unchanged)} unchanged",
             f"{len(self.failed)} failed",
         ]
+        if self.stopped:
+            parts.append(f"{len(self.pending)} not done (stopped)")
         text = ", ".join(parts) + f"; {self.chunks_written} chunks written in {self.seconds:.1f} s"
         if self.repaired_orphans or self.repaired_files:
             text += f" (repaired an interrupted run: {self.repaired_orphans} stray chunks, {self.repaired_files} files redone)"
@@ -112,192 +128,268 @@ class _Job:
     remaining: int
 
 
+class _Stop(Exception):
+    """Internal: the stop event was seen."""
+
+
 def _under(key: str, roots: Sequence[str]) -> bool:
     return any(key == r or key.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
 
-class _Progress:
-    def __init__(self, progress: bool | ProgressCallback, total: int) -> None:
-        self.callback = progress if callable(progress) else None
-        self.bar: Any = None
-        self.total = total
-        self.done = 0
-        if progress is True and total:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit="file", desc="ingest", dynamic_ncols=True)
-
-    def step(self, path: str, chunks: int) -> None:
-        self.done += 1
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix_str(f"{chunks} chunks", refresh=False)
-        if self.callback is not None:
-            self.callback(path, self.done, self.total)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+def _check(stop: threading.Event) -> None:
+    if stop.is_set():
+        raise _Stop
 
 
 def ingest(
     kb: KnowledgeBase,
-    paths: Sequence[Path],
+    paths: Sequence[Path | str],
     *,
-    progress: bool | ProgressCallback = False,
+    progress: ProgressCallback | None = None,
+    stop: threading.Event | None = None,
     batch_size: int = 512,
+    min_window: int = 32,
     max_bytes: int = DEFAULT_MAX_BYTES,
     manifest_every: float = 2.0,
 ) -> IngestReport:
     """Bring the knowledge base up to date with ``paths`` (files and folders). Returns an :class:`IngestReport`;
     bad files are in ``report.failed`` with their reasons.
 
-    Chunks go to the embedder ``batch_size`` at a time, across files: large windows let the embedder sort texts by
-    length and pad little (MiniLM: 1.5x the chunks/s of windows of 64). A killed run loses at most the two windows in
-    flight; the next run redoes them."""
+    ``progress`` receives :class:`~knowledge.progress.IngestProgress` snapshots; ``stop`` (set it from a signal
+    handler or another thread) ends the run early, keeping every finished file (``report.stopped``).
+
+    Chunks go to the embedder in windows across files, at most ``batch_size`` (and at least ``min_window``) at a
+    time, sized to take about :data:`WINDOW_SECONDS`: large windows let the embedder sort texts by length and pad
+    little (MiniLM: 1.5x the chunks/s of windows of 64), and no window holds back commits for minutes with a slow
+    model. A killed run loses at most the windows in flight; the next run redoes them (cached vectors reused)."""
     t0 = time.perf_counter()
+    roots = [Path(p) for p in paths]
+    stop = stop if stop is not None else threading.Event()
+    tracker = ProgressTracker(kb.name, progress)
     report = IngestReport()
+    shown = ", ".join(str(p) for p in roots[:3]) + (f" and {len(roots) - 3} more" if len(roots) > 3 else "")
+    tracker.set_phase("scanning", f"scanning {shown}")
     with kb.writing():
-        rec = kb.reconcile()
-        report.repaired_orphans, report.repaired_files = rec.orphans_deleted, len(rec.incomplete_files)
-        manifest = kb.manifest
-        store = kb.store
-
-        # -- scan ---------------------------------------------------------------------------------------------
-        found: dict[str, Path] = {}
-        for path, explicit in iter_files(paths):
-            if not path.exists():
-                if str(path.resolve()) not in manifest.files:  # a known file that is gone is removed below
-                    report.failed.append(FileError(str(path), "no such file or folder"))
-                continue
-            if not is_supported(path):
-                if explicit:
-                    report.failed.append(FileError(str(path), f"unsupported file type {path.suffix or '(none)'!r}"))
-                else:
-                    report.ignored.append(str(path))
-                continue
-            found[str(path.resolve())] = path
-        roots = [str(Path(p).resolve()) for p in paths]
-
-        # -- removed files --------------------------------------------------------------------------------------
-        for key in sorted(k for k in manifest.files if _under(k, roots) and k not in found and not os.path.exists(k)):
-            old = manifest.files.pop(key)
-            store.delete(old.chunk_ids)
-            report.removed.append(key)
-            report.chunks_deleted += len(old.chunk_ids)
-        # Files the manifest marks incomplete are redone even when not under the given paths.
-        for key, frec in manifest.files.items():
-            if not frec.complete and key not in found and os.path.isfile(key):
-                found[key] = Path(key)
-        if report.removed:
-            kb.save_manifest()
-
-        # -- plan -----------------------------------------------------------------------------------------------
-        todo: list[tuple[str, Path, str, int]] = []
-        for key, path in found.items():
-            try:
-                digest, size = sha256_file(path), path.stat().st_size
-            except OSError as exc:
-                report.failed.append(FileError(str(path), f"cannot read file ({exc.strerror or exc})"))
-                continue
-            old_rec = manifest.files.get(key)
-            if old_rec is not None and old_rec.complete and old_rec.sha256 == digest:
-                report.unchanged.append(key)
-            else:
-                todo.append((key, path, digest, size))
-
-        # -- load, split, embed, write ----------------------------------------------------------------------------
-        embedder = kb.embedder
-        splitter = kb.splitter
-        bar = _Progress(progress, len(todo))
-        pending: deque[tuple[list[tuple[_Job, Chunk]], Future[np.ndarray | None]]] = deque()
-        buffer: list[tuple[_Job, Chunk]] = []
-        last_save = time.monotonic()
-        dirty = bool(report.removed)
-
-        def embed(texts: list[str]) -> np.ndarray | None:
-            return embedder.embed_documents(texts) if embedder is not None else None
-
-        def commit(job: _Job) -> None:
-            nonlocal last_save, dirty
-            new_ids = [c.id for c in job.chunks]
-            stale = sorted(set(job.old_ids) - set(new_ids))
-            if stale:
-                store.delete(stale)
-                report.chunks_deleted += len(stale)
-            (report.updated if job.old_ids or job.key in manifest.files else report.added).append(job.key)
-            manifest.files[job.key] = FileRecord(
-                path=str(job.path), sha256=job.sha256, size=job.size, chunk_ids=new_ids, title=job.title, ingested_at=time.time()
-            )
-            dirty = True
-            bar.step(str(job.path), len(new_ids))
-            if time.monotonic() - last_save >= manifest_every:
-                kb.save_manifest()
-                last_save = time.monotonic()
-
-        def write_oldest() -> None:
-            items, fut = pending.popleft()
-            vectors = fut.result()
-            store.upsert([c for _, c in items], vectors)
-            report.chunks_written += len(items)
-            for job, _ in items:
-                job.remaining -= 1
-                if job.remaining == 0:
-                    commit(job)
-
-        def submit(items: list[tuple[_Job, Chunk]]) -> None:
-            pending.append((items, pool.submit(embed, [context_text(c) for _, c in items])))
-            # Keep at most two batches in flight: one embedding, one waiting to be written.
-            while len(pending) > 2 or (pending and pending[0][1].done() and len(pending) > 1):
-                write_oldest()
-
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed") as pool:
-            try:
-                for key, path, digest, size in todo:
-                    old_rec = manifest.files.get(key)
-                    old_ids = list(old_rec.chunk_ids) if old_rec else []
-                    try:
-                        docs = load_file(path, max_bytes=max_bytes)
-                        chunks = splitter.split_documents(docs)
-                        if not chunks:
-                            raise LoadError(path, "no text left after splitting")
-                    except LoadError as exc:
-                        report.failed.append(FileError(str(path), exc.reason))
-                        bar.step(str(path), 0)
-                        if old_rec is not None:
-                            # The file changed into something unreadable: its old chunks no longer match it.
-                            store.delete(old_ids)
-                            report.chunks_deleted += len(old_ids)
-                            manifest.files.pop(key, None)
-                            dirty = True
-                        continue
-                    except Exception as exc:  # a loader bug must not stop the batch either
-                        log.exception("unexpected error loading %s", path)
-                        report.failed.append(FileError(str(path), f"unexpected error ({type(exc).__name__}: {exc})"))
-                        bar.step(str(path), 0)
-                        continue
-                    title = str(docs[0].meta.get("title") or path.stem)
-                    job = _Job(key, path, digest, size, old_ids, chunks, title, len(chunks))
-                    for c in chunks:
-                        buffer.append((job, c))
-                        if len(buffer) >= batch_size:
-                            submit(buffer)
-                            buffer = []
-                if buffer:
-                    submit(buffer)
-                    buffer = []
-                while pending:
-                    write_oldest()
-            finally:
-                bar.close()
-                if dirty:
-                    kb.save_manifest()
-
-        if dirty or report.repaired_orphans or report.repaired_files or kb.fingerprint() != _saved_fingerprint(kb):
-            kb.rebuild_bm25()
+        try:
+            _run(kb, roots, report, tracker, stop, batch_size=batch_size, min_window=min_window, max_bytes=max_bytes, manifest_every=manifest_every)
+        except _Stop:
+            report.stopped = True
+        if not report.stopped:
+            tracker.set_phase("finishing", "rebuilding the keyword index")
+            if report.added or report.updated or report.removed or report.repaired_orphans or report.repaired_files or kb.fingerprint() != _saved_fingerprint(kb):
+                kb.rebuild_bm25()
+    # Stopped: the BM25 index is left to the next run (or the first search), which rebuilds it as it is stale.
     report.seconds = time.perf_counter() - t0
+    tracker.set_phase("stopped" if report.stopped else "done", report.summary())
     log.info("ingest %s: %s", kb.name, report.summary())
     return report
+
+
+def _run(
+    kb: KnowledgeBase,
+    paths: list[Path],
+    report: IngestReport,
+    tracker: ProgressTracker,
+    stop: threading.Event,
+    *,
+    batch_size: int,
+    min_window: int,
+    max_bytes: int,
+    manifest_every: float,
+) -> None:
+    _check(stop)
+    rec = kb.reconcile()
+    report.repaired_orphans, report.repaired_files = rec.orphans_deleted, len(rec.incomplete_files)
+    manifest = kb.manifest
+    store = kb.store
+
+    # -- scan ---------------------------------------------------------------------------------------------------
+    found: dict[str, Path] = {}
+    for path, explicit in iter_files(paths):
+        _check(stop)
+        if not path.exists():
+            if str(path.resolve()) not in manifest.files:  # a known file that is gone is removed below
+                report.failed.append(FileError(str(path), "no such file or folder"))
+            continue
+        if not is_supported(path):
+            if explicit:
+                report.failed.append(FileError(str(path), f"unsupported file type {path.suffix or '(none)'!r}"))
+            else:
+                report.ignored.append(str(path))
+            continue
+        found[str(path.resolve())] = path
+    roots = [str(Path(p).resolve()) for p in paths]
+
+    # -- removed files ------------------------------------------------------------------------------------------
+    for key in sorted(k for k in manifest.files if _under(k, roots) and k not in found and not os.path.exists(k)):
+        old = manifest.files.pop(key)
+        store.delete(old.chunk_ids)
+        report.removed.append(key)
+        report.chunks_deleted += len(old.chunk_ids)
+    # Files the manifest marks incomplete are redone even when not under the given paths.
+    for key, frec in manifest.files.items():
+        if not frec.complete and key not in found and os.path.isfile(key):
+            found[key] = Path(key)
+    if report.removed:
+        kb.save_manifest()
+
+    # -- plan ---------------------------------------------------------------------------------------------------
+    todo: list[tuple[str, Path, str, int]] = []
+    for key, path in found.items():
+        _check(stop)
+        try:
+            digest, size = sha256_file(path), path.stat().st_size
+        except OSError as exc:
+            report.failed.append(FileError(str(path), f"cannot read file ({exc.strerror or exc})"))
+            continue
+        old_rec = manifest.files.get(key)
+        if old_rec is not None and old_rec.complete and old_rec.sha256 == digest:
+            report.unchanged.append(key)
+        else:
+            todo.append((key, path, digest, size))
+    tracker.files_total = len(todo)
+    tracker.bytes_total = sum(size for *_, size in todo)
+    tracker.set_phase(
+        "loading" if todo else "finishing",
+        f"{len(found)} files found: {len(todo)} to read ({format_bytes(tracker.bytes_total)}), {len(report.unchanged)} unchanged"
+        + (f", {len(report.removed)} removed" if report.removed else ""),
+    )
+    if todo:
+        _pipeline(kb, todo, report, tracker, stop, batch_size=batch_size, min_window=min_window, max_bytes=max_bytes, manifest_every=manifest_every)
+
+
+def _pipeline(
+    kb: KnowledgeBase,
+    todo: list[tuple[str, Path, str, int]],
+    report: IngestReport,
+    tracker: ProgressTracker,
+    stop: threading.Event,
+    *,
+    batch_size: int,
+    min_window: int,
+    max_bytes: int,
+    manifest_every: float,
+) -> None:
+    """Load, split, embed and write the files of ``todo``; commit each file when all its chunks are stored."""
+    manifest, store, splitter = kb.manifest, kb.store, kb.splitter
+    embedder = kb.embedder
+    if embedder is not None:
+        tracker.set_phase("loading", f"loading the {embedder.name} embedder")
+    cancel = threading.Event()  # set when this run ends early, so the embedding thread does not go on alone
+    worker = EmbedWorker(embedder, cancel, tracker)
+    pending: deque[tuple[list[tuple[_Job, Chunk]], Future[np.ndarray | None]]] = deque()
+    written: set[str] = set()  # chunk ids in the store whose file is not committed yet
+    buffer: list[tuple[_Job, Chunk]] = []
+    last_save = time.monotonic()
+    dirty = False
+    done_keys: set[str] = set()
+
+    def commit(job: _Job) -> None:
+        nonlocal last_save, dirty
+        new_ids = [c.id for c in job.chunks]
+        stale = sorted(set(job.old_ids) - set(new_ids))
+        if stale:
+            store.delete(stale)
+            report.chunks_deleted += len(stale)
+        (report.updated if job.old_ids or job.key in manifest.files else report.added).append(job.key)
+        manifest.files[job.key] = FileRecord(
+            path=str(job.path), sha256=job.sha256, size=job.size, chunk_ids=new_ids, title=job.title, ingested_at=time.time()
+        )
+        written.difference_update(new_ids)
+        done_keys.add(job.key)
+        dirty = True
+        tracker.file_done(str(job.path))
+        if time.monotonic() - last_save >= manifest_every:
+            kb.save_manifest()
+            last_save = time.monotonic()
+
+    def write_oldest() -> None:
+        items, fut = pending[0]
+        vectors = wait_for(fut, stop, tracker)
+        pending.popleft()
+        store.upsert([c for _, c in items], vectors)
+        written.update(c.id for _, c in items)
+        report.chunks_written += len(items)
+        for job, _ in items:
+            job.remaining -= 1
+            if job.remaining == 0:
+                commit(job)
+
+    def window() -> int:
+        rate = worker.rate()
+        if embedder is None:
+            return batch_size
+        if rate is None:
+            return min(batch_size, max(min_window, 64))
+        return max(min_window, min(batch_size, int(rate * WINDOW_SECONDS)))
+
+    def submit(items: list[tuple[_Job, Chunk]]) -> None:
+        weights = [job.size / max(len(job.chunks), 1) for job, _ in items]
+        pending.append((items, worker.submit([context_text(c) for _, c in items], weights)))
+        # Keep at most two windows in flight: one embedding, one waiting to be written.
+        while len(pending) > 2 or (pending and pending[0][1].done() and len(pending) > 1):
+            write_oldest()
+
+    try:
+        if embedder is not None:
+            while not worker.loaded.wait(0.1):
+                _check(stop)
+                tracker.tick()
+        tracker.set_phase("ingesting")
+        for key, path, digest, size in todo:
+            _check(stop)
+            tracker.reading(str(path))
+            old_rec = manifest.files.get(key)
+            old_ids = list(old_rec.chunk_ids) if old_rec else []
+            try:
+                docs = load_file(path, max_bytes=max_bytes)
+                chunks = splitter.split_documents(docs)
+                if not chunks:
+                    raise LoadError(path, "no text left after splitting")
+            except LoadError as exc:
+                report.failed.append(FileError(str(path), exc.reason))
+                done_keys.add(key)
+                tracker.file_done(str(path), failed_bytes=size)
+                if old_rec is not None:
+                    # The file changed into something unreadable: its old chunks no longer match it.
+                    store.delete(old_ids)
+                    report.chunks_deleted += len(old_ids)
+                    manifest.files.pop(key, None)
+                    dirty = True
+                continue
+            except Exception as exc:  # a loader bug must not stop the batch either
+                log.exception("unexpected error loading %s", path)
+                report.failed.append(FileError(str(path), f"unexpected error ({type(exc).__name__}: {exc})"))
+                done_keys.add(key)
+                tracker.file_done(str(path), failed_bytes=size)
+                continue
+            title = str(docs[0].meta.get("title") or path.stem)
+            job = _Job(key, path, digest, size, old_ids, chunks, title, len(chunks))
+            for c in chunks:
+                buffer.append((job, c))
+                if len(buffer) >= window():
+                    submit(buffer)
+                    buffer = []
+        if buffer:
+            submit(buffer)
+            buffer = []
+        while pending:
+            write_oldest()
+    except (_Stop, EmbeddingStopped):
+        # Windows already embedded are written (quick); the one being embedded is abandoned with its thread.
+        while pending and pending[0][1].done() and pending[0][1].exception() is None:
+            write_oldest()
+        stray = written - manifest.chunk_ids()
+        if stray:  # chunks of files not finished: a search must not find them, the rerun writes them again
+            store.delete(sorted(stray))
+        report.pending = [str(p) for k, p, *_ in todo if k not in done_keys]
+        raise _Stop from None
+    finally:
+        if pending or stop.is_set():
+            cancel.set()
+        worker.close()
+        if dirty:
+            kb.save_manifest()
 
 
 def _saved_fingerprint(kb: KnowledgeBase) -> str | None:

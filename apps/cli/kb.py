@@ -6,7 +6,6 @@ Heavy libraries (chromadb, torch, jieba) are imported inside the commands so ``r
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -80,15 +79,25 @@ def ingest(
     name: str = typer.Argument(..., help="Knowledge base."),
     paths: list[Path] = typer.Argument(..., help="Files and folders (md, markdown, txt, pdf, docx, html)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress",
+        help="Show progress on stderr: a bar on a terminal, else a line every $RAGENT_PROGRESS_INTERVAL s (default 5).",
+    ),
     strict: bool = typer.Option(False, help="Exit with status 2 when any file failed."),
 ) -> None:
     """Add, update and remove files: unchanged files are skipped, changed ones replaced, deleted ones dropped.
-    Safe to interrupt and run again."""
-    with _errors():
-        registry, _ = _registry()
-        kb = registry.open(name)
-        report = kb.ingest(paths, progress=progress and sys.stderr.isatty() and not as_json)
+    Ctrl-C stops within a second or two and keeps every finished file; run the same command again to resume."""
+    from apps.cli.progress import ingest_view, stop_on_signals
+
+    with stop_on_signals() as stop, _errors():
+        from knowledge.ingest import ingest as run_ingest
+
+        with ingest_view(progress) as view:
+            if view is not None:
+                view.write(f"{name}: opening the knowledge base")
+            registry, _ = _registry()
+            kb = registry.open(name)
+            report = run_ingest(kb, paths, progress=view, stop=stop.event)
         if as_json:
             _echo_json({"knowledge_base": name, **report.to_dict()})
         else:
@@ -97,8 +106,28 @@ def ingest(
                 typer.secho(f"  failed: {err.path}: {err.reason}", fg=typer.colors.YELLOW, err=True)
             if report.ignored:
                 typer.echo(f"  ignored {len(report.ignored)} files of unsupported types (e.g. {report.ignored[0]})")
+        if report.stopped:
+            _say_stopped(name, paths, report, kb, stop.signum)
+            raise typer.Exit(stop.exit_code)
     if strict and report.failed:
         raise typer.Exit(2)
+
+
+def _say_stopped(name: str, paths: list[Path], report: Any, kb: Any, signum: int | None) -> None:
+    """What a stopped ingestion kept, and how to resume (stderr)."""
+    import shlex
+    import signal
+
+    what = "Ctrl-C" if signum in (None, signal.SIGINT) else signal.Signals(signum).name
+    kept = report.added + report.updated
+    chunks = sum(len(kb.manifest.files[k].chunk_ids) for k in kept if k in kb.manifest.files)
+    command = " ".join(["ragent", "kb", "ingest", shlex.quote(name), *(shlex.quote(str(p)) for p in paths)])
+    typer.secho(
+        f"stopped by {what}: kept the {len(kept)} files finished in this run ({chunks} chunks)"
+        f"{'; ' + str(len(report.unchanged)) + ' more were already up to date' if report.unchanged else ''}; "
+        f"{len(report.pending)} files not done.\nRun the same command again to resume: {command}",
+        fg=typer.colors.YELLOW, err=True,
+    )
 
 
 @app.command("list")

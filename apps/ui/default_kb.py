@@ -21,6 +21,7 @@ from llm_backend.errors import ConfigError
 
 if TYPE_CHECKING:
     from knowledge.ingest import IngestReport
+    from knowledge.progress import ProgressCallback
     from knowledge.registry import KnowledgeBaseRegistry
 
 log = logging.getLogger(__name__)
@@ -43,11 +44,12 @@ def ensure_default_kb(
     docs: Path | None = None,
     name: str = DEFAULT_KB,
     embedder: str = DEFAULT_KB_EMBEDDER,
-    progress: bool = False,
+    progress: bool | ProgressCallback = False,
 ) -> IngestReport:
     """Create the knowledge base ``name`` if needed and bring it up to date with the guide in ``docs``.
 
-    A base of that name built with another embedder is rebuilt (it only ever holds the guide)."""
+    A base of that name built with another embedder is rebuilt (it only ever holds the guide). ``progress``: a
+    callback for :class:`~knowledge.progress.IngestProgress` snapshots, or True for the CLI's progress display."""
     folder = Path(docs) if docs is not None else guide_dir()
     if not folder.is_dir() or not any(folder.rglob("*.md")):
         raise ConfigError(
@@ -63,6 +65,14 @@ def ensure_default_kb(
         kb = registry.create(name, embedder=embedder, description="The ragent user guide (docs/guide), English and Chinese.")
     else:
         kb = registry.open(name)
-    report = kb.ingest([folder], progress=progress)
+    from knowledge.ingest import ingest
+
+    if progress is True:
+        from apps.cli.progress import ingest_view
+
+        with ingest_view() as view:
+            report = ingest(kb, [folder], progress=view)
+    else:
+        report = ingest(kb, [folder], progress=progress if callable(progress) else None)
     log.info("default knowledge base %s: %s", name, report.summary())
     return report

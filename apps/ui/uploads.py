@@ -19,6 +19,7 @@ from knowledge.loaders import LOADERS, is_supported
 if TYPE_CHECKING:
     from apps.ui.jobs import Job
     from knowledge.ingest import IngestReport
+    from knowledge.progress import IngestProgress
     from knowledge.registry import KnowledgeBaseRegistry
 
 log = logging.getLogger(__name__)
@@ -93,12 +94,14 @@ class _IngestWork:
 
     def __call__(self, job: Job) -> IngestReport:
         job.update(done=0, total=len(self.paths), message="opening the knowledge base")
+        from knowledge.ingest import ingest
+
         kb = self.registry.open(self.kb_name)
 
-        def progress(path: str, done: int, total: int) -> None:
-            job.update(done=done, total=total, message=Path(path).name)
+        def progress(p: IngestProgress) -> None:
+            job.update(done=p.files_done, total=p.files_total, message=p.line())
 
-        report = kb.ingest(self.paths, progress=progress)
+        report = ingest(kb, self.paths, progress=progress)
         for failed in report.failed:
             job.note(f"{Path(failed.path).name}: {failed.reason}")
         job.update(done=len(self.paths), total=len(self.paths), message=report.summary())

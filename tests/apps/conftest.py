@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from apps.ui import APP_PATH
+from knowledge.ingest import ingest
 from llm_backend.testing import FakeOpenAIServer, FakeReply
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,7 +90,7 @@ def make_kb(name: str, files: dict[str, str] | None = None, *, embedder: str = "
     for filename, text in (files or {}).items():
         (folder / filename).write_text(text, encoding="utf-8")
     if files:
-        report = kb.ingest([folder])
+        report = ingest(kb, [folder])
         assert report.ok, report.failed
     return folder
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.rag.retrievers import HybridRetriever
+from knowledge.ingest import ingest
 from knowledge.registry import KnowledgeBaseRegistry
 
 
@@ -64,7 +65,7 @@ def test_knowledge_base_on_a_chroma_server(tmp_path: Path, chroma_server: str) -
     (docs / "b.md").write_text("# 分词\n\njieba 为 BM25 切分中文。\n", encoding="utf-8")
     registry = KnowledgeBaseRegistry(tmp_path / "home")
     kb = registry.create("shared", embedder="hash", chroma_url=chroma_server)
-    assert not kb.ingest([docs]).failed
+    assert not ingest(kb, [docs]).failed
     # a second process (here: a second registry object) sees the same chunks through the server
     other = KnowledgeBaseRegistry(tmp_path / "home").open("shared")
     assert other.store.count() == kb.manifest.n_chunks() > 0

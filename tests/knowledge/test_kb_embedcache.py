@@ -12,6 +12,7 @@ import pytest
 
 from knowledge.embedcache import CachingEmbedder, EmbeddingCache, text_key
 from knowledge.embedders import HashEmbedder
+from knowledge.ingest import ingest
 from knowledge.registry import KnowledgeBaseRegistry
 
 
@@ -62,11 +63,11 @@ def test_reingesting_unchanged_text_into_another_base_never_reembeds(tmp_path: P
     _corpus(corpus)
     registry = KnowledgeBaseRegistry(tmp_path / "home")
     a = registry.create("a", embedder="minilm")
-    a.ingest([corpus])
+    ingest(a, [corpus])
     n_first = len(fake.embedded)
     assert n_first == a.manifest.n_chunks() > 0
     b = registry.create("b", embedder="minilm")
-    report = b.ingest([corpus])
+    report = ingest(b, [corpus])
     assert len(report.added) == 3 and len(fake.embedded) == n_first  # every vector came from the cache
     assert b.store.count() == a.store.count()
     # The vectors in b are those a model call gives: a dense query finds the right document.
@@ -76,7 +77,7 @@ def test_reingesting_unchanged_text_into_another_base_never_reembeds(tmp_path: P
     assert Path(str(hits[0].meta["source"])).name == "doc2.md"
     # A changed file: only its new text is embedded.
     (corpus / "doc1.md").write_text("# Doc 1\n\nA new paragraph nobody has seen.\n", encoding="utf-8")
-    b.ingest([corpus])
+    ingest(b, [corpus])
     assert len(fake.embedded) - n_first == len(b.manifest.files[str((corpus / "doc1.md").resolve())].chunk_ids)
     assert registry.embedding_cache.is_file()
 

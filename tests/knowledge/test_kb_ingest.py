@@ -20,6 +20,7 @@ from knowledge.errors import (
     KnowledgeBaseExistsError,
     KnowledgeBaseNotFoundError,
 )
+from knowledge.ingest import ingest
 from knowledge.registry import KnowledgeBaseRegistry
 from knowledge.types import Chunk
 from llm_backend.errors import ConfigError
@@ -45,12 +46,12 @@ def test_incremental_and_idempotent(tmp_path: Path) -> None:
     corpus = tmp_path / "c"
     _write_corpus(corpus, 5)
     kb = KnowledgeBaseRegistry(tmp_path / "home").create("inc", embedder="hash", chunk_tokens=32, overlap_tokens=4)
-    first = kb.ingest([corpus])
+    first = ingest(kb, [corpus])
     assert len(first.added) == 5 and not first.failed
     files, stored, count = _state(kb)
     assert count == len(stored) == sum(len(v) for v in files.values())
 
-    again = kb.ingest([corpus])
+    again = ingest(kb, [corpus])
     assert len(again.unchanged) == 5 and again.chunks_written == 0
     assert _state(kb) == (files, stored, count)
 
@@ -58,7 +59,7 @@ def test_incremental_and_idempotent(tmp_path: Path) -> None:
     changed.write_text("# 文档 1\n\n全新的内容，只有一句。\n", encoding="utf-8")
     (corpus / "doc 002.md").unlink()
     (corpus / "doc 999.md").write_text("# new\n\nA new file.\n", encoding="utf-8")
-    third = kb.ingest([corpus])
+    third = ingest(kb, [corpus])
     assert third.updated == [str(changed.resolve())]
     assert [Path(p).name for p in third.removed] == ["doc 002.md"]
     assert [Path(p).name for p in third.added] == ["doc 999.md"]
@@ -69,7 +70,7 @@ def test_incremental_and_idempotent(tmp_path: Path) -> None:
     # a file named on its own that is gone is dropped too
     single = corpus / "doc 003.md"
     single.unlink()
-    fourth = kb.ingest([single])
+    fourth = ingest(kb, [single])
     assert [Path(p).name for p in fourth.removed] == ["doc 003.md"] and not fourth.failed
     files, stored, count = _state(kb)
     # the BM25 index follows the store
@@ -82,7 +83,7 @@ def test_reconcile_repairs_a_half_written_run(tmp_path: Path) -> None:
     _write_corpus(corpus, 3)
     registry = KnowledgeBaseRegistry(tmp_path / "home")
     kb = registry.create("rec", embedder="hash")
-    kb.ingest([corpus])
+    ingest(kb, [corpus])
     clean = _state(kb)
     # Simulate both crash windows: chunks written but their file not committed, and a committed file whose
     # chunks are gone.
@@ -92,7 +93,7 @@ def test_reconcile_repairs_a_half_written_run(tmp_path: Path) -> None:
     victim = next(iter(kb.manifest.files.values()))
     kb.store.delete(victim.chunk_ids[:1])
     kb = registry.open("rec")
-    report = kb.ingest([corpus])
+    report = ingest(kb, [corpus])
     assert report.repaired_orphans == 1 and report.repaired_files == 1
     assert _state(kb) == clean
 
@@ -107,9 +108,10 @@ def test_kill_9_during_ingestion_then_rerun_gives_the_same_index(tmp_path: Path)
     script = textwrap.dedent(
         f"""
         from pathlib import Path
+        from knowledge.ingest import ingest
         from knowledge.registry import KnowledgeBaseRegistry
         kb = KnowledgeBaseRegistry(Path({str(home)!r})).open("crash")
-        kb.ingest([Path({str(corpus)!r})], batch_size=16, manifest_every=0.0)
+        ingest(kb, [Path({str(corpus)!r})], batch_size=16, manifest_every=0.0)
         """
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -133,10 +135,10 @@ def test_kill_9_during_ingestion_then_rerun_gives_the_same_index(tmp_path: Path)
 
     crashed = registry.open("crash")
     assert len(crashed.manifest.files) < 150
-    report = crashed.ingest([corpus])
+    report = ingest(crashed, [corpus])
     assert not report.failed
     clean = registry.open("clean")
-    clean.ingest([corpus])
+    ingest(clean, [corpus])
 
     crash_files, crash_store, crash_count = _state(crashed)
     clean_files, clean_store, clean_count = _state(clean)
@@ -182,12 +184,12 @@ def test_delete_then_create_again_in_the_same_process(tmp_path: Path) -> None:
     _write_corpus(corpus, 2)
     registry = KnowledgeBaseRegistry(tmp_path / "home")
     first = registry.create("again", embedder="hash")
-    first.ingest([corpus])
+    ingest(first, [corpus])
     other = registry.create("other", embedder="hash")  # another base's system must survive the delete
-    other.ingest([corpus])
+    ingest(other, [corpus])
     registry.delete("again")  # `first` still holds a client of the deleted store
     second = registry.create("again", embedder="hash")
-    report = second.ingest([corpus])
+    report = ingest(second, [corpus])
     assert report.ok and len(report.added) == 2
     assert second.store.count() == second.manifest.n_chunks() > 0
     reopened = registry.open("again")
@@ -201,7 +203,7 @@ def test_second_writer_is_refused(tmp_path: Path) -> None:
     kb = KnowledgeBaseRegistry(tmp_path / "home").create("lock", embedder="none")
     other = KnowledgeBaseRegistry(tmp_path / "home").open("lock")
     with kb.writing(), pytest.raises(KnowledgeBaseBusyError):
-        other.ingest([tmp_path])
+        ingest(other, [tmp_path])
 
 
 def test_bm25_rebuild_segments_only_new_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -210,13 +212,13 @@ def test_bm25_rebuild_segments_only_new_chunks(tmp_path: Path, monkeypatch: pyte
     corpus = tmp_path / "c"
     _write_corpus(corpus, 4)
     kb = KnowledgeBaseRegistry(tmp_path / "home").create("bm", embedder="none", chunk_tokens=32, overlap_tokens=4)
-    kb.ingest([corpus])
+    ingest(kb, [corpus])
     before = kb.manifest.n_chunks()
     calls: list[str] = []
     real = lexical.tokenize
     monkeypatch.setattr(lexical, "tokenize", lambda text: calls.append(text) or real(text))
     (corpus / "new.md").write_text("# 新文件\n\n只有一段新的内容。\n", encoding="utf-8")
-    report = kb.ingest([corpus])
+    report = ingest(kb, [corpus])
     new_chunks = len(kb.manifest.files[str((corpus / "new.md").resolve())].chunk_ids)
     assert report.added and kb.manifest.n_chunks() == before + new_chunks
     assert len(calls) == new_chunks  # unchanged chunks reuse their saved terms

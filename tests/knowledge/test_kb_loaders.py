@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from knowledge.ingest import ingest
 from knowledge.loaders import LoadError, decode_text, load_file
 from knowledge.registry import KnowledgeBaseRegistry
 
@@ -86,7 +87,7 @@ def test_bad_file_corpus(tmp_path: Path, make_pdf, make_docx) -> None:
     (corpus / "image.png").write_bytes(b"\x89PNG\r\n")  # unsupported type inside a folder: ignored, not an error
 
     kb = KnowledgeBaseRegistry(tmp_path / "home").create("bad", embedder="none")
-    report = kb.ingest([corpus])
+    report = ingest(kb, [corpus])
 
     ingested = set(report.added)
     expected_good = {str(p.resolve()) for p in [*good, gbk, corpus / "good paper.pdf", corpus / "word file.docx", big]}
@@ -110,5 +111,5 @@ def test_file_over_the_size_limit_is_reported(tmp_path: Path) -> None:
     path = tmp_path / "huge.txt"
     path.write_text("x " * 5000)
     kb = KnowledgeBaseRegistry(tmp_path / "home").create("lim", embedder="none")
-    report = kb.ingest([path], max_bytes=1000)
+    report = ingest(kb, [path], max_bytes=1000)
     assert report.failed and "too large" in report.failed[0].reason

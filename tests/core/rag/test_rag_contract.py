@@ -6,6 +6,7 @@ from pathlib import Path
 
 from core.rag.rerankers import ServerReranker
 from core.rag.retrievers import DenseRetriever
+from knowledge.ingest import ingest
 from knowledge.registry import KnowledgeBaseRegistry
 from knowledge.types import Hit
 from llm_backend.client import OpenAIChatClient
@@ -19,7 +20,7 @@ def test_server_embedder_builds_and_queries_a_knowledge_base(tmp_path: Path) -> 
     with FakeOpenAIServer(models=["fake-embed"]) as server:
         client = OpenAIChatClient(Settings.load(base_url=server.url, max_retries=0))
         kb = KnowledgeBaseRegistry(tmp_path / "home", client=client).create("srv", embedder="server:fake-embed")
-        assert not kb.ingest([tmp_path / "a.md", tmp_path / "b.md"]).failed
+        assert not ingest(kb, [tmp_path / "a.md", tmp_path / "b.md"]).failed
         hits = DenseRetriever.for_kb(kb).retrieve("Jieba segments Chinese text", 1)
         assert Path(str(hits[0].meta["source"])).name == "b.md"
         embed_calls = [body for path, body in server.requests if path.endswith("/embeddings")]

@@ -11,6 +11,7 @@ from core.rag.filters import matches, parse_filter_args
 from core.rag.lang import detect_language
 from core.rag.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
 from knowledge.base import KnowledgeBase
+from knowledge.ingest import ingest
 from knowledge.registry import KnowledgeBaseRegistry
 from knowledge.types import Hit
 from llm_backend.errors import ConfigError
@@ -30,7 +31,7 @@ def kb(tmp_path: Path) -> KnowledgeBase:
     for name, text in DOCS.items():
         (corpus / name).write_text(text, encoding="utf-8")
     kb = KnowledgeBaseRegistry(tmp_path / "home").create("t", embedder="hash")
-    assert not kb.ingest([corpus]).failed
+    assert not ingest(kb, [corpus]).failed
     return kb
 
 
@@ -111,7 +112,7 @@ def test_open_retriever_by_name(kb: KnowledgeBase, monkeypatch: pytest.MonkeyPat
 def test_bm25_only_knowledge_base(tmp_path: Path) -> None:
     (tmp_path / "a.md").write_text(DOCS["lora.md"], encoding="utf-8")
     kb = KnowledgeBaseRegistry(tmp_path / "home").create("b", embedder="none")
-    kb.ingest([tmp_path / "a.md"])
+    ingest(kb, [tmp_path / "a.md"])
     hybrid = HybridRetriever.for_kb(kb)
     assert hybrid.dense is None and _names(hybrid.retrieve("LoRA", 1)) == ["a.md"]
     with pytest.raises(ConfigError, match="no dense embedder"):

@@ -1,0 +1,166 @@
+"""How the CLI shows an ingestion and lets the user stop it.
+
+- :func:`ingest_view`: a rich progress bar when stderr is a terminal; otherwise (a log file, the app's
+  subprocess, CI) one plain line per phase at once and a status line every ``$RAGENT_PROGRESS_INTERVAL`` seconds
+  (default 5), printed by a timer of its own so a line comes even while one window of chunks takes minutes.
+- :func:`stop_on_signals`: SIGINT (Ctrl-C) and SIGTERM set a stop event that the ingestion checks; a second
+  signal leaves at once (what is committed is on disk already, so that is as safe as the first).
+
+Example plain output::
+
+    book: scanning ../shared/data/happy-llm-book
+    book: 40 files found: 40 to read (2.1 MB), 0 unchanged
+    book: loading the e5 embedding model
+    book: 3/40 files, 210 chunks, 38.2 chunks/s, about 1 min 42 s left
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from knowledge.progress import IngestProgress, format_seconds
+
+DEFAULT_INTERVAL = 5.0
+"""Seconds between plain progress lines (``$RAGENT_PROGRESS_INTERVAL`` overrides)."""
+
+
+def progress_interval() -> float:
+    """``$RAGENT_PROGRESS_INTERVAL`` in seconds (default 5; tests set it small)."""
+    try:
+        value = float(os.environ.get("RAGENT_PROGRESS_INTERVAL", DEFAULT_INTERVAL))
+    except ValueError:
+        return DEFAULT_INTERVAL
+    return value if value > 0 else DEFAULT_INTERVAL
+
+
+class PlainIngestView:
+    """Plain lines on ``stream``: a new phase at once, then the latest status every ``interval`` seconds."""
+
+    def __init__(self, stream: IO[str], interval: float) -> None:
+        self.stream = stream
+        self.interval = interval
+        self.latest: IngestProgress | None = None
+        self._lock = threading.RLock()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._tick, name="ragent-progress", daemon=True)
+        self._thread.start()
+
+    def __call__(self, p: IngestProgress) -> None:
+        with self._lock:
+            changed = self.latest is None or p.phase != self.latest.phase or bool(p.message)
+            self.latest = p
+        if changed and p.phase not in ("done", "stopped") and (p.message or p.phase == "ingesting"):
+            self.write(p.line() if p.phase != "ingesting" else f"{p.kb}: ingesting {p.files_total} files")
+
+    def write(self, text: str) -> None:
+        with self._lock:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def _tick(self) -> None:
+        while not self._closed.wait(self.interval):
+            p = self.latest
+            if p is not None and p.phase == "ingesting":
+                current = os.path.basename(p.current)
+                self.write(p.line() + (f" (reading {current})" if current else ""))
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+class RichIngestView:
+    """A rich progress bar on stderr: files, chunks, chunks/s and time left."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.console = Console(stderr=True)
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+            TextColumn("{task.fields[status]}"), console=self.console, transient=False,
+        )
+        self.task = self.bar.add_task("ingest", total=None, status="")
+        self.bar.start()
+
+    def __call__(self, p: IngestProgress) -> None:
+        if p.phase in ("scanning", "loading"):
+            if p.message:
+                self.console.print(p.line(), highlight=False)
+            self.bar.update(self.task, description=p.kb)
+            return
+        status = f"{p.chunks} chunks"
+        if p.chunks_per_s is not None:
+            status += f" · {p.chunks_per_s:.1f} chunks/s"
+        if p.phase == "ingesting":
+            status += f" · {format_seconds(p.eta_s)} left" if p.eta_s is not None else " · estimating time left"
+        else:
+            status += f" · {p.phase}"
+        self.bar.update(self.task, description=p.kb, total=p.files_total, completed=p.files_done, status=status)
+
+    def write(self, text: str) -> None:
+        self.console.print(text, highlight=False)
+
+    def close(self) -> None:
+        self.bar.stop()
+
+
+@contextlib.contextmanager
+def ingest_view(enabled: bool = True, *, stream: IO[str] | None = None) -> Iterator[Any]:
+    """A progress callback (with ``.write(text)`` for messages between its lines), or None when disabled."""
+    if not enabled:
+        yield None
+        return
+    out = stream or sys.stderr
+    view: PlainIngestView | RichIngestView
+    view = RichIngestView() if stream is None and out.isatty() else PlainIngestView(out, progress_interval())
+    try:
+        yield view
+    finally:
+        view.close()
+
+
+@dataclass
+class StopRequest:
+    """What :func:`stop_on_signals` hands out: the event to pass to ``ingest(stop=...)`` and the signal seen."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+    signum: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal number (130 for Ctrl-C, 143 for SIGTERM)."""
+        return 128 + (self.signum or signal.SIGINT)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[StopRequest]:
+    """Turn SIGINT and SIGTERM into a stop request for the block (main thread only); restore the handlers after.
+    The first signal sets the event; a second one exits at once with 128 + its number."""
+    request = StopRequest()
+
+    def handler(signum: int, frame: Any) -> None:
+        if request.event.is_set():
+            os.write(2, b"\nstopping now; files finished so far are kept.\n")
+            os._exit(128 + signum)
+        # Nothing is printed here: the handler may run while the main thread holds the console; the ingestion
+        # stops within a second and the command then says what was kept.
+        request.signum = signum
+        request.event.set()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield request
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
