@@ -1,7 +1,7 @@
 """Prompt rendering and few-shot selection, faithful to lm-evaluation-harness.
 
-Templates are Jinja with ``StrictUndefined`` (a misspelt field raises instead of rendering as empty) and
-``keep_trailing_newline`` (as lm-eval). A prompt is built as a list of :class:`Turn` s (system description,
+Templates are Jinja, rendered by the project's one prompt environment (:mod:`core.prompts`): ``StrictUndefined``
+(a misspelt field raises instead of rendering as empty) and ``keep_trailing_newline`` (as lm-eval). A prompt is built as a list of :class:`Turn` s (system description,
 few-shot question/answer pairs, the question) that renders either as one plain-text prompt (for log-likelihood
 scoring through ``/v1/completions``) or as chat messages (few-shot pairs as separate turns, lm-eval's
 ``--apply_chat_template --fewshot_as_multiturn`` default, or collapsed into one user message).
@@ -9,7 +9,6 @@ scoring through ``/v1/completions``) or as chat messages (few-shot pairs as sepa
 
 from __future__ import annotations
 
-import functools
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,24 +16,18 @@ from typing import Any
 
 import jinja2
 
+from core.prompts import compile_expression, compile_template
 from evaluation.task import TaskSpec
 from evaluation.types import Sample
 from llm_backend.errors import ConfigError
 from llm_backend.types import Message
-
-_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
-
-
-@functools.lru_cache(maxsize=512)
-def _compile(template: str) -> jinja2.Template:
-    return _ENV.from_string(template)
 
 
 def render(template: str, doc: Mapping[str, Any], *, where: str = "template") -> str:
     """Render a Jinja ``template`` over the fields of ``doc``; a missing field raises :class:`ConfigError` naming
     the field and the fields that exist."""
     try:
-        return _compile(template).render(**doc)
+        return compile_template(template).render(**doc)
     except jinja2.UndefinedError as exc:
         raise ConfigError(f"{where} {template!r} uses an undefined field ({exc.message}); the sample has fields: {', '.join(sorted(doc))}") from exc
     except jinja2.TemplateError as exc:
@@ -76,7 +69,7 @@ def doc_choices(task: TaskSpec, doc: Mapping[str, Any]) -> list[str]:
     if isinstance(choices, list):
         return [render(c, doc, where=f"{task.name}: prompt.choices") for c in choices]
     try:
-        value = _ENV.compile_expression(choices, undefined_to_none=False)(**doc)
+        value = compile_expression(choices)(**doc)
     except jinja2.TemplateError as exc:
         raise ConfigError(f"{task.name}: prompt.choices expression {choices!r} failed: {exc}") from exc
     if not isinstance(value, list | tuple):

@@ -38,7 +38,9 @@ from core.agent.events import (
     ToolFinished,
 )
 from core.agent.memory import FINAL_ANSWER, ActionStep, AgentMemory, AgentResult, AgentToolCall
-from core.agent.modes import AgentMode, ChatRequest, choose_mode, final_answer_tool, prompts, render
+from core.agent.modes import choose_mode, final_answer_tool
+from core.agent.prompts import prompts, render
+from core.agent.protocol import AgentMode, ChatRequest
 from core.agent.trace import Trace, TraceWriter, load_trace
 from core.tools.base import Tool, ToolOutput
 from core.tools.registry import Toolbox

@@ -10,48 +10,27 @@ Two families, chosen per backend (:func:`choose_mode`):
   ``anyOf`` has one branch per tool, so the action name and its arguments are well-formed too; with
   ``constrained=False`` (``react``) the classic text format is parsed leniently.
 
-Building and parsing are pure functions of their inputs; the loop (:mod:`core.agent.loop`) does the sending.
+Building and parsing are pure functions of their inputs; the loop (:mod:`core.agent.loop`) does the sending. What
+a mode is (its request, parsed reply and Protocol) is in :mod:`core.agent.protocol`; the ``inline`` mode (reasoning
+in text, tools written in) in :mod:`core.agent.inline`; the prompt templates in :mod:`core.agent.prompts`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import uuid
-from dataclasses import dataclass, field
-from functools import cache
-from importlib import resources
-from typing import Any, Protocol
+from typing import Any
 
-import jinja2
-import yaml
-
+from core.agent.inline import InlineToolMode
 from core.agent.memory import FINAL_ANSWER, AgentMemory, AgentToolCall, StepFormat
-from core.tools.arithmetic import expression_before_equals
+from core.agent.prompts import render
+from core.agent.protocol import AgentMode, ChatRequest, ParsedReply, new_call_id
 from core.tools.base import Tool
 from core.tools.registry import Toolbox
 from llm_backend.errors import ConfigError, did_you_mean
 from llm_backend.types import ChatResult, Message
 
 MODES = ("native", "native-plan", "native-think", "react-json", "react", "inline")
-
-
-@cache
-def prompts() -> dict[str, Any]:
-    """The prompt templates of ``prompts.yaml`` (with their ``version``)."""
-    text = resources.files("core.agent").joinpath("prompts.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
-    if not isinstance(data, dict):  # pragma: no cover - the file ships with the package
-        raise ConfigError("core/agent/prompts.yaml must be a mapping")
-    return data
-
-
-_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False, autoescape=False)
-
-
-def render(name: str, **values: Any) -> str:
-    """Render the prompt template ``name`` with ``values`` (StrictUndefined: a missing value is an error)."""
-    return _ENV.from_string(prompts()[name]).render(**values).strip()
 
 
 def final_answer_tool() -> Tool:
@@ -66,52 +45,6 @@ def final_answer_tool() -> Tool:
         return answer
 
     return Tool.from_function(final_answer, name=FINAL_ANSWER)
-
-
-@dataclass(frozen=True)
-class ChatRequest:
-    """One request to the model: messages and the keyword arguments of ``client.chat``."""
-
-    messages: list[Message]
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    plan: bool = False
-    """A planning request: the reply is free text (the plan), not a call."""
-
-
-@dataclass
-class ParsedReply:
-    """A model reply turned into calls. ``parse_failure`` means the reply could not be turned into an action at all
-    (no call, malformed JSON); ``error`` says why and is shown to the model."""
-
-    thought: str = ""
-    calls: list[AgentToolCall] = field(default_factory=list)
-    error: str | None = None
-    parse_failure: bool = False
-    plan: bool = False
-    named_tool: str | None = None
-    """For an unparseable reply: the tool it was evidently trying to call (its name appears in the text)."""
-    truncated: bool = False
-    """The reply was cut off at ``max_tokens`` (``finish_reason == "length"``); with a parse failure, typically a
-    small model repeating itself inside a call's arguments under greedy decoding."""
-
-
-class AgentMode(Protocol):
-    """What the loop needs from a calling mode."""
-
-    name: str
-    format: StepFormat
-
-    def system_prompt(self, toolbox: Toolbox, instructions: str | None) -> str: ...
-
-    def request(self, memory: AgentMemory, toolbox: Toolbox, *, final: bool) -> ChatRequest: ...
-
-    def parse(self, reply: ChatResult, toolbox: Toolbox, *, plan: bool = False, memory: AgentMemory | None = None) -> ParsedReply: ...
-
-    def repair(self, memory: AgentMemory, toolbox: Toolbox, parsed: ParsedReply) -> ChatRequest | None: ...
-
-
-def _call_id() -> str:
-    return f"call_{uuid.uuid4().hex[:12]}"
 
 
 def _final_messages(memory: AgentMemory) -> list[Message]:
@@ -243,7 +176,7 @@ class NativeToolMode:
             thought = ""
             if self.think and args is not None and tc.name != FINAL_ANSWER:
                 thought = str(args.pop(THOUGHT, "") or "").strip()
-            calls.append(AgentToolCall(tc.id or _call_id(), tc.name, args, tc.arguments, error=error, thought=thought, fault="parse" if error else None))
+            calls.append(AgentToolCall(tc.id or new_call_id(), tc.name, args, tc.arguments, error=error, thought=thought, fault="parse" if error else None))
         if not calls:
             recovered = _calls_from_text(reply.text)
             if recovered:
@@ -301,7 +234,7 @@ def _calls_from_text(text: str) -> list[AgentToolCall]:
                     except json.JSONDecodeError:
                         continue
                 if isinstance(args, dict):
-                    calls.append(AgentToolCall(_call_id(), item["name"], args, json.dumps(args, ensure_ascii=False)))
+                    calls.append(AgentToolCall(new_call_id(), item["name"], args, json.dumps(args, ensure_ascii=False)))
     return calls
 
 
@@ -369,7 +302,7 @@ def parse_react_json(text: str) -> ParsedReply:
             error=render("react_parse_error", error="action_input must be a JSON object"),
             parse_failure=True,
         )
-    call = AgentToolCall(_call_id(), data["action"], args, json.dumps(args, ensure_ascii=False))
+    call = AgentToolCall(new_call_id(), data["action"], args, json.dumps(args, ensure_ascii=False))
     return ParsedReply(thought=str(data.get("thought", "")), calls=[call])
 
 
@@ -387,7 +320,7 @@ def parse_react_text(text: str, toolbox: Toolbox) -> ParsedReply:
     final = _REACT_FINAL.search(text)
     if final and (action is None or final.start() < action.start()):
         answer = final.group(1).strip()
-        return ParsedReply(thought, [AgentToolCall(_call_id(), FINAL_ANSWER, {"answer": answer}, json.dumps({"answer": answer}))])
+        return ParsedReply(thought, [AgentToolCall(new_call_id(), FINAL_ANSWER, {"answer": answer}, json.dumps({"answer": answer}))])
     if action is None:
         return ParsedReply(
             thought,
@@ -409,81 +342,9 @@ def parse_react_text(text: str, toolbox: Toolbox) -> ParsedReply:
         elif name == FINAL_ANSWER:
             args = {"answer": raw}
         else:
-            call = AgentToolCall(_call_id(), name, None, raw, error=f"Action Input for {name!r} is not a JSON object: {raw[:200]!r}", fault="parse")
+            call = AgentToolCall(new_call_id(), name, None, raw, error=f"Action Input for {name!r} is not a JSON object: {raw[:200]!r}", fault="parse")
             return ParsedReply(thought, [call], error=call.error, parse_failure=True)
-    return ParsedReply(thought, [AgentToolCall(_call_id(), name, args, raw)])
-
-
-_FENCE = re.compile(r"^```(\w*)[ \t]*$", re.MULTILINE)
-
-
-def _open_code_block(text: str) -> str | None:
-    """The language of the fenced code block ``text`` ends inside (``""`` for a bare fence), else ``None``."""
-    fences = _FENCE.findall(text)
-    return fences[-1] if len(fences) % 2 else None
-
-
-class InlineToolMode:
-    """Reasoning in plain text, with tools filled in as it is written (``inline``): calculator-annotated chain of
-    thought, as in GSM8K's own solutions (``48/2 = <<48/2=24>>24``), and program-aided reasoning.
-
-    The model writes its answer as free text; generation stops at every ``=`` and at the end of every fenced code
-    block. When the line before an ``=`` ends in arithmetic (:func:`~core.tools.arithmetic.expression_before_equals`),
-    the ``calculator`` tool computes it and its exact result is written after the ``=``; a closed ````` ```python `````
-    block runs in the ``python`` tool and its output follows in an ````` ```output ````` block. Then the model goes on
-    from there (the partial answer is continued, not answered: ``continue_final_message``, which vLLM offers). When it
-    ends, the whole text is the final answer.
-
-    Small models reason better in words than in tool calls (on GSM8K, Qwen2.5-Coder-0.5B's chain of thought beats its
-    own ReAct runs), but get arithmetic wrong: here they keep the first and lose the second. There is nothing to parse,
-    so no reply can fail to parse. Only ``calculator`` and ``python`` are used; other tools need a calling mode. Each
-    step is one stretch of text with at most one tool use, so give it more steps than a calling mode
-    (:attr:`MAX_STEPS`); ``budget_tokens`` caps the answer's length over all steps."""
-
-    format: StepFormat = "inline"
-    name = "inline"
-    STOPS = ("=", "```\n")
-    MAX_STEPS = 40
-    """A good step limit: a step is a stretch of text up to one tool use."""
-
-    def __init__(self, *, budget_tokens: int = 1024) -> None:
-        self.budget_tokens = budget_tokens
-
-    def system_prompt(self, toolbox: Toolbox, instructions: str | None) -> str:
-        return render("inline_system", instructions=instructions or "", calculator="calculator" in toolbox, python="python" in toolbox)
-
-    def request(self, memory: AgentMemory, toolbox: Toolbox, *, final: bool) -> ChatRequest:
-        used = sum(s.usage.completion_tokens for s in memory.steps)
-        kwargs: dict[str, Any] = {"max_tokens": max(16, self.budget_tokens - used)}
-        if not final:  # the forced last step just finishes the text, without tools
-            kwargs.update(stop=list(self.STOPS), include_stop_str_in_output=True)
-        if memory.steps:
-            kwargs.update(continue_final_message=True, add_generation_prompt=False)
-        return ChatRequest(memory.to_messages(), kwargs)
-
-    def parse(self, reply: ChatResult, toolbox: Toolbox, *, plan: bool = False, memory: AgentMemory | None = None) -> ParsedReply:
-        text = reply.text
-        written = (memory.inline_text() if memory is not None else "") + text
-        stopped = reply.finish_reason == "stop" and text.endswith(self.STOPS)
-        if not stopped:  # the model finished (or ran out of tokens): its whole text is the answer
-            answer = written.strip()
-            return ParsedReply(thought=text, calls=[AgentToolCall(_call_id(), FINAL_ANSWER, {"answer": answer}, json.dumps({"answer": answer}, ensure_ascii=False))])
-        language = _open_code_block(written)
-        if text.endswith("="):
-            expression = None if language is not None else expression_before_equals(written[:-1])
-            if expression is not None and "calculator" in toolbox:
-                return ParsedReply(thought=text, calls=[AgentToolCall(_call_id(), "calculator", {"expression": expression}, json.dumps({"expression": expression}))])
-            return ParsedReply(thought=text)
-        # A fence line: it opened a block (nothing to do yet) or closed one.
-        before = written[: -len("```\n")]
-        opened = _open_code_block(before)
-        if opened in ("python", "py", "") and "python" in toolbox and language is None:
-            code = before[before.rfind("```") :].split("\n", 1)[-1]
-            return ParsedReply(thought=text, calls=[AgentToolCall(_call_id(), "python", {"code": code}, json.dumps({"code": code}))])
-        return ParsedReply(thought=text)
-
-    def repair(self, memory: AgentMemory, toolbox: Toolbox, parsed: ParsedReply) -> ChatRequest | None:
-        return None
+    return ParsedReply(thought, [AgentToolCall(new_call_id(), name, args, raw)])
 
 
 def make_mode(name: str) -> AgentMode:

@@ -1,5 +1,6 @@
 """Prompt templates are data: YAML files in ``core/rag/prompts/`` with a name and a version, one block per
-language, rendered with Jinja ``StrictUndefined`` (a missing variable is an error, not an empty string)."""
+language, rendered with the one prompt environment of :mod:`core.prompts` (Jinja ``StrictUndefined``: a missing
+variable is an error, not an empty string)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-from jinja2 import Environment, StrictUndefined, TemplateError
+from jinja2 import TemplateError
 
+from core.prompts import load_prompt_file, render_template
 from llm_backend.errors import ConfigError
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
-_ENV = Environment(undefined=StrictUndefined, keep_trailing_newline=False, autoescape=False)
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ class PromptTemplate:
         if block is None or part not in block:
             raise ConfigError(f"prompt template {self.path} has no {part!r} for language {language!r}")
         try:
-            return _ENV.from_string(block[part]).render(**variables).strip()
+            return render_template(block[part], **variables).strip()
         except TemplateError as exc:
             raise ConfigError(f"prompt template {self.path} ({language}.{part}) failed to render: {exc}") from exc
 
@@ -49,11 +49,6 @@ def load_template(name_or_path: str) -> PromptTemplate:
     if not path.is_file():
         known = sorted(p.stem for p in PROMPTS_DIR.glob("*.yaml"))
         raise ConfigError(f"prompt template {name_or_path!r} not found; packaged templates: {', '.join(known)}, or pass a YAML path")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"prompt template {path} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict) or "version" not in data:
-        raise ConfigError(f"prompt template {path} must be a mapping with name, version and one block per language")
-    parts = {k: dict(v) for k, v in data.items() if isinstance(v, dict)}
-    return PromptTemplate(str(data.get("name", path.stem)), int(data["version"]), parts, str(path))
+    loaded = load_prompt_file(path, what="prompt template", expect="a mapping with name, version and one block per language")
+    parts = {k: dict(v) for k, v in loaded.data.items() if isinstance(v, dict)}
+    return PromptTemplate(str(loaded.data.get("name", path.stem)), loaded.version, parts, str(path))
