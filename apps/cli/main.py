@@ -11,7 +11,7 @@ import os
 
 import typer
 
-from apps.cli import agent, api, backend, evaluate, kb, train, ui
+from apps.cli import agent, api, backend, evaluate, kb, mcp, train, ui
 
 app = typer.Typer(
     name="ragent",
@@ -45,6 +45,7 @@ app.add_typer(evaluate.app, name="eval")
 app.add_typer(train.app, name="train")
 ui.register(app)
 api.register(app)
+mcp.register(app)
 
 if __name__ == "__main__":
     app()
