@@ -7,9 +7,11 @@ vLLM and `ragent eval` evaluates. Heavy libraries (torch, transformers) are impo
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,10 +99,64 @@ def _options(**kw: Any) -> Any:
     return TrainOptions(**kw)
 
 
+def _trainer_parameters(*, steps: int, lr: float, warmup: int) -> list[inspect.Parameter]:
+    """The Trainer options `pretrain` and `sft` share, named as ``TrainOptions`` fields; only three defaults differ."""
+    opt = typer.Option
+    table: list[tuple[str, Any, Any]] = [
+        ("out_dir", Path, opt(..., "--out", "-o", help="Output folder: checkpoint, checkpoints/, loss.png, report.")),
+        ("max_steps", int, opt(steps, "--steps", help="Optimizer steps (0: use --epochs).")),
+        ("epochs", float, opt(1.0, help="Epochs when --steps is 0.")),
+        ("batch_size", int, opt(8, help="Sequences (sft: conversations) per device per step.")),
+        ("grad_accum", int, opt(1, help="Gradient accumulation steps.")),
+        ("learning_rate", float, opt(lr, "--lr", help="Peak learning rate (cosine decay to 10%).")),
+        ("warmup_steps", int, opt(warmup, "--warmup", help="Warm-up steps.")),
+        ("logging_steps", int, opt(10, help="Log the loss every N steps.")),
+        ("eval_steps", int, opt(50, help="Held-out loss every N steps (pretrain: with --holdout).")),
+        ("save_steps", int, opt(100, help="Checkpoint every N steps (resumable).")),
+        ("seed", int, opt(42, help="Random seed.")),
+        ("bf16", bool, opt(False, help="bf16 mixed precision (GPUs; recent CPUs).")),
+        ("fp16", bool, opt(False, help="fp16 mixed precision (GPUs).")),
+        ("deepspeed", Path, opt(None, help="DeepSpeed JSON config (needs `pip install deepspeed`).")),
+        ("gradient_checkpointing", bool, opt(False, help="Trade compute for memory.")),
+        ("resume", bool, opt(False, help="Continue from the newest checkpoint in OUT/checkpoints.")),
+        ("resume_from", Path, opt(None, help="Continue from this checkpoint folder.")),
+        ("overwrite", bool, opt(False, help="Discard checkpoints of an earlier run in OUT.")),
+        ("trainer_arg", list[str], opt(None, help="Any other TrainingArguments field, KEY=VALUE (repeatable).")),
+        ("progress", bool, opt(True, help="Show the progress bar.")),
+    ]
+    return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind) for name, kind, default in table]
+
+
+def trainer_options(*, steps: int, lr: float, warmup: int) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a command the shared Trainer options (with these defaults): they are added to its signature before
+    ``as_json`` and reach it gathered into one ``TrainOptions``, as its ``options`` keyword."""
+    shared = _trainer_parameters(steps=steps, lr=lr, warmup=warmup)
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "options"]
+        last = [p for p in own if p.name == "as_json"]
+        params = [p for p in own if p.name != "as_json"] + shared + last
+
+        @functools.wraps(command)
+        def wrapper(**kwargs: Any) -> None:
+            trainer = {p.name: kwargs.pop(p.name) for p in shared}
+            try:
+                options = _options(**trainer)
+            except RagentError as exc:
+                raise _fail(exc) from None
+            command(options=options, **kwargs)
+
+        wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]  # what typer reads
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper
+
+    return decorate
+
+
 @app.command()
+@trainer_options(steps=300, lr=1e-3, warmup=20)
 def pretrain(
     corpus: Path = typer.Argument(..., help="Folder of text files (.txt/.md, recursive) or one file."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder: checkpoint, checkpoints/, loss.png, report."),
     tokenizer: Path = typer.Option(None, help="Tokenizer folder (default: the book's tokenizer_k in the data dir)."),
     train_tokenizer: int = typer.Option(None, help="Instead, train a byte-level BPE of this vocab size on the corpus."),
     data_dir: Path = typer.Option(None, help="Data directory holding happy-llm-book/ (default $RAGENT_DATA)."),
@@ -112,26 +168,9 @@ def pretrain(
     hidden_dim: int = typer.Option(None, help="SwiGLU width (default: the book's 2/3 * 4 * dim, rounded to 64)."),
     context_len: int = typer.Option(4096, help="Longest sequence the served model accepts (max_position_embeddings)."),
     block_size: int = typer.Option(256, help="Training sequence length in tokens."),
-    steps: int = typer.Option(300, help="Optimizer steps (0: use --epochs)."),
-    epochs: float = typer.Option(1.0, help="Epochs when --steps is 0."),
-    batch_size: int = typer.Option(8, help="Sequences per device per step."),
-    grad_accum: int = typer.Option(1, help="Gradient accumulation steps."),
-    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate (cosine decay to 10%)."),
-    warmup: int = typer.Option(20, help="Warm-up steps."),
-    logging_steps: int = typer.Option(10, help="Log the loss every N steps."),
-    eval_steps: int = typer.Option(50, help="Held-out loss every N steps (with --holdout)."),
-    save_steps: int = typer.Option(100, help="Checkpoint every N steps (resumable)."),
-    seed: int = typer.Option(42, help="Random seed."),
-    bf16: bool = typer.Option(False, help="bf16 mixed precision (GPUs; recent CPUs)."),
-    fp16: bool = typer.Option(False, help="fp16 mixed precision (GPUs)."),
-    deepspeed: Path = typer.Option(None, help="DeepSpeed JSON config (needs `pip install deepspeed`)."),
-    gradient_checkpointing: bool = typer.Option(False, help="Trade compute for memory."),
-    resume: bool = typer.Option(False, help="Continue from the newest checkpoint in OUT/checkpoints."),
-    resume_from: Path = typer.Option(None, help="Continue from this checkpoint folder."),
-    overwrite: bool = typer.Option(False, help="Discard checkpoints of an earlier run in OUT."),
-    trainer_arg: list[str] = typer.Option(None, help="Any other TrainingArguments field, KEY=VALUE (repeatable)."),
-    progress: bool = typer.Option(True, help="Show the progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print the run report as JSON."),
+    *,
+    options: Any = None,
 ) -> None:
     """Pretrain a LLaMA-style model from scratch (the book's chapter 5 architecture, chapter 6 Trainer).
 
@@ -145,13 +184,6 @@ def pretrain(
         spec = ModelSpec(
             dim=dim, n_layers=layers, n_heads=heads, n_kv_heads=kv_heads, hidden_dim=hidden_dim, context_len=context_len
         )
-        options = _options(
-            out_dir=out, max_steps=steps, epochs=epochs, batch_size=batch_size, grad_accum=grad_accum,
-            learning_rate=lr, warmup_steps=warmup, logging_steps=logging_steps, eval_steps=eval_steps,
-            save_steps=save_steps, seed=seed, bf16=bf16, fp16=fp16, deepspeed=deepspeed,
-            gradient_checkpointing=gradient_checkpointing, resume=resume, resume_from=resume_from,
-            overwrite=overwrite, trainer_arg=trainer_arg, progress=progress,
-        )
         with _stdout_for(as_json):
             report = run_pretrain(
                 corpus, spec, options, tokenizer=tokenizer, train_tokenizer_vocab=train_tokenizer,
@@ -163,45 +195,21 @@ def pretrain(
 
 
 @app.command()
+@trainer_options(steps=200, lr=5e-4, warmup=10)
 def sft(
     conversations: Path = typer.Argument(..., help='JSONL, one conversation a line: {"conversations": [{"role", "content"}...]}.'),
     base: Path = typer.Option(..., "--base", "-b", help="Checkpoint to fine-tune (e.g. from `ragent train pretrain`)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
     max_length: int = typer.Option(512, help="Longest training sequence in tokens (longer ones are cut)."),
     eval_file: Path = typer.Option(None, help="Held-out conversations JSONL (default: --eval-fraction of the data)."),
     eval_fraction: float = typer.Option(0.05, help="Share of conversations held out when no --eval-file."),
-    steps: int = typer.Option(200, help="Optimizer steps (0: use --epochs)."),
-    epochs: float = typer.Option(1.0, help="Epochs when --steps is 0."),
-    batch_size: int = typer.Option(8, help="Conversations per device per step."),
-    grad_accum: int = typer.Option(1, help="Gradient accumulation steps."),
-    lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate (cosine decay to 10%)."),
-    warmup: int = typer.Option(10, help="Warm-up steps."),
-    logging_steps: int = typer.Option(10, help="Log the loss every N steps."),
-    eval_steps: int = typer.Option(50, help="Held-out loss every N steps."),
-    save_steps: int = typer.Option(100, help="Checkpoint every N steps (resumable)."),
-    seed: int = typer.Option(42, help="Random seed."),
-    bf16: bool = typer.Option(False, help="bf16 mixed precision."),
-    fp16: bool = typer.Option(False, help="fp16 mixed precision (GPUs)."),
-    deepspeed: Path = typer.Option(None, help="DeepSpeed JSON config."),
-    gradient_checkpointing: bool = typer.Option(False, help="Trade compute for memory."),
-    resume: bool = typer.Option(False, help="Continue from the newest checkpoint in OUT/checkpoints."),
-    resume_from: Path = typer.Option(None, help="Continue from this checkpoint folder."),
-    overwrite: bool = typer.Option(False, help="Discard checkpoints of an earlier run in OUT."),
-    trainer_arg: list[str] = typer.Option(None, help="Any other TrainingArguments field, KEY=VALUE (repeatable)."),
-    progress: bool = typer.Option(True, help="Show the progress bar."),
     as_json: bool = typer.Option(False, "--json", help="Print the run report as JSON."),
+    *,
+    options: Any = None,
 ) -> None:
     """Supervised fine-tuning on conversations, loss on assistant replies only (the book's 5.3.3 / 6.2)."""
     from training.runner import run_sft
 
     try:
-        options = _options(
-            out_dir=out, max_steps=steps, epochs=epochs, batch_size=batch_size, grad_accum=grad_accum,
-            learning_rate=lr, warmup_steps=warmup, logging_steps=logging_steps, eval_steps=eval_steps,
-            save_steps=save_steps, seed=seed, bf16=bf16, fp16=fp16, deepspeed=deepspeed,
-            gradient_checkpointing=gradient_checkpointing, resume=resume, resume_from=resume_from,
-            overwrite=overwrite, trainer_arg=trainer_arg, progress=progress,
-        )
         with _stdout_for(as_json):
             report = run_sft(
                 conversations, base, options, max_length=max_length, eval_file=eval_file, eval_fraction=eval_fraction

@@ -89,6 +89,18 @@ def status_indicator(settings: Settings) -> dict[str, Any]:
     return status
 
 
+def page_start(**state_defaults: Any) -> tuple[Settings, dict[str, Any], Any]:
+    """What every page does first: load the settings, show the model server's state in the sidebar, and give the
+    session-state keys their first values (``state_defaults``, set only when missing). Returns
+    ``(settings, status, st.session_state)``."""
+    settings = load_settings()
+    status = status_indicator(settings)
+    state = st.session_state
+    for key, value in state_defaults.items():
+        state.setdefault(key, value)
+    return settings, status, state
+
+
 def server_down_message(status: dict[str, Any]) -> None:
     """The main-area message when a page needs the model server and it is down."""
     st.error(f"**The model server is not reachable, so this cannot run now.** {status['message']}", icon=":material/cloud_off:")

@@ -27,11 +27,8 @@ AGENT_MODES = {
     "react": "ReAct, free text",
 }
 
-settings = common.load_settings()
-status = common.status_indicator(settings)
+settings, status, state = common.page_start(agent_runs=[])
 registry = common.kb_registry(settings)
-state = st.session_state
-state.setdefault("agent_runs", [])
 
 with st.sidebar:
     st.subheader("Tools")

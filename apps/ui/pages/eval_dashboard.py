@@ -21,10 +21,7 @@ from apps.ui.evals import (
 from apps.ui.jobs import JOBS, Job
 from llm_backend.errors import RagentError
 
-settings = common.load_settings()
-status = common.status_indicator(settings)
-state = st.session_state
-state.setdefault("eval_shown", set())
+settings, status, state = common.page_start(eval_shown=set())
 
 st.title("Evaluation")
 run_tab, results_tab, board_tab = st.tabs(["Run a benchmark", "Results", "Leaderboard"])

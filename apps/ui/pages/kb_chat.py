@@ -25,14 +25,8 @@ RERANKERS = {
     "cross-encoder": "a cross-encoder model folder",
 }
 
-settings = common.load_settings()
-status = common.status_indicator(settings)
+settings, status, state = common.page_start(chats={}, ingest_jobs={}, upload_refused={}, ingest_shown=set())
 registry = common.kb_registry(settings)
-state = st.session_state
-state.setdefault("chats", {})
-state.setdefault("ingest_jobs", {})
-state.setdefault("upload_refused", {})
-state.setdefault("ingest_shown", set())
 
 
 # -- sidebar: knowledge base and retrieval settings ----------------------------------------------------------------------
