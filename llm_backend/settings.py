@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from llm_backend.errors import ConfigError
@@ -77,6 +77,29 @@ class _YamlSource(PydanticBaseSettingsSource):
         return data
 
 
+class McpServerConfig(BaseModel):
+    """An MCP server whose tools agents may use (``mcp_servers:`` in the config). ``command`` (+ ``args``, ``env``,
+    ``cwd``): ragent starts it as a process of yours, with your rights, outside the sandbox; ``url``: a streamable-HTTP
+    server that someone else runs. Exactly one of the two. ``tools`` keeps only those tools; ``timeout`` is seconds
+    per call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    url: str | None = None
+    tools: list[str] | None = None
+    timeout: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("an MCP server needs exactly one of 'command' (a program ragent starts) and 'url' (a running server)")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything needed to reach (or start) the model server, plus where data lives."""
 
@@ -119,6 +142,9 @@ class Settings(BaseSettings):
     engine_args: list[str] = Field(default_factory=list, description="extra arguments passed to the engine")
     start_timeout: float = Field(default=600.0, gt=0, description="seconds to wait for the engine to be healthy")
 
+    # Agent tools from MCP servers (``--tools mcp`` or ``mcp:NAME``); they run outside the sandbox, as configured.
+    mcp_servers: dict[str, McpServerConfig] = Field(default_factory=dict, description="MCP servers by name: command/args or url")
+
     @field_validator("base_url", "replica_urls", mode="after")
     @classmethod
     def _strip_slash(cls, value: Any) -> Any:
@@ -158,6 +184,8 @@ class Settings(BaseSettings):
     def public_dict(self) -> dict[str, Any]:
         """Resolved settings safe to log or write to a result file (the key is never included)."""
         data = self.model_dump(mode="json", exclude={"api_key"})
+        for server in data.get("mcp_servers", {}).values():  # an MCP server's environment often holds its token
+            server["env"] = {k: "***" for k in server.get("env", {})}
         data["api_key_set"] = self.api_key is not None
         return data
 

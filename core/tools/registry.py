@@ -17,6 +17,7 @@ BUILTIN_TOOLS: dict[str, str] = {
     "datetime": "the current date and time",
     "files": "read_file and list_files in one allowed folder (--files DIR)",
     "kb": "search a knowledge base (--kb NAME)",
+    "mcp": "the tools of the MCP servers in the config (mcp, or mcp:NAME for one server); they run outside the sandbox",
 }
 
 
@@ -69,7 +70,11 @@ def resolve_tools(
         wanted.append("files")
     tools: list[Tool] = []
     for name in wanted:
-        if ":" in name:
+        if name == "mcp" or name.startswith("mcp:"):
+            from core.tools.mcp_client import mcp_tools
+
+            tools.extend(mcp_tools(name))
+        elif ":" in name:
             tools.extend(load_tool(name))
         elif name == "calculator":
             tools.append(calculator)
