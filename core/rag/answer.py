@@ -26,7 +26,7 @@ from typing import Any, cast
 from core.rag.citations import Citation, attribute, best_sentence, marker_only, parse_citations
 from core.rag.context import MIN_TERM_COVERAGE, QUESTION_WORDS, is_relevant, pack_context, term_coverage, to_citation
 from core.rag.filters import Filters
-from core.rag.grounding import GroundedWriter, Segment, best_passage_sentence
+from core.rag.grounding import REFUSAL_PHRASES, GroundedWriter, Segment, asks_for_figure, best_passage_sentence
 from core.rag.lang import detect_language
 from core.rag.prompts import load_template
 from core.rag.rerankers import Reranker
@@ -37,7 +37,7 @@ from llm_backend.types import Message, Usage
 
 log = logging.getLogger(__name__)
 
-REFUSALS = ("没有找到答案", "没有找到相关", "do not contain the answer", "does not contain the answer")
+REFUSALS = REFUSAL_PHRASES
 """Phrases of the templates' "not in the passages" reply: such an answer gets no citations."""
 
 __all__ = [
@@ -162,7 +162,9 @@ def answer(
 
     With ``grounded`` (default) every sentence is shown only once complete and only if each number, date, version
     and name in it is in a passage, which it then cites; a sentence that fails is left out and the answer ends with
-    a marked quotation of the passage sentence that best answers the question (:mod:`core.rag.grounding`).
+    a marked quotation of the passage sentence that best answers the question (:mod:`core.rag.grounding`). The
+    same quotation ends an answer to a question that asks for a number (多少, how many) when the model's words state
+    none (the 0.5B model often repeats the question as its answer).
     A reply with no words, only citation markers such as ``"[1] [2]."``, is never shown: with ``recover``
     (default) the model is asked once more with a stricter instruction, and if that reply holds no words either,
     the answer quotes the top passage's most relevant sentence (``Answer.fallback`` says which happened). Without
@@ -202,13 +204,14 @@ def answer(
         if found is None:
             return None
         cited, sentence = found
-        log.info("left out %d sentence(s) with figures no passage holds (%r); quoting passage [%d]", len(dropped), dropped[:2], cited.number)
+        log.info("left out %d sentence(s) with figures no passage holds (%r), or no figure stated; quoting passage [%d]", len(dropped), dropped[:2], cited.number)
         return Segment(tpl.render(lang, "quote", sentence=sentence, number=cited.number), "quote", (cited.number,))
 
     # 5. stream, sentence by sentence, checked against the passages
     writer = GroundedWriter(sources, emit)
     usage = _stream(client, messages, writer, temperature=temperature, max_tokens=max_tokens)
-    writer.close(quote)
+    need_figure = asks_for_figure(query)
+    writer.close(quote, need_figure=need_figure)
     fallback = ""
     if recover and not writer.segments:
         log.info("answer held no words (%r); asking again with a stricter instruction", writer.raw[:80])
@@ -216,7 +219,7 @@ def answer(
         first = writer
         writer = GroundedWriter(sources, emit)
         usage = usage + _stream(client, retry, writer, temperature=temperature, max_tokens=max_tokens)
-        writer.close(quote)
+        writer.close(quote, need_figure=need_figure)
         writer.dropped[:0] = first.dropped
         fallback = "retry"
         if not writer.segments:

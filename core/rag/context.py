@@ -25,12 +25,14 @@ QUESTION_WORDS = frozenset(
         "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "do", "does", "did", "can",
         "could", "should", "would", "may", "might", "must", "shall", "i", "me", "my", "you", "your", "we", "our",
         "us", "need", "want", "tell", "explain", "describe",
+        "谁", "哪一年", "哪年", "哪个", "哪一个", "哪些", "哪种", "哪几个", "多少", "几", "多大", "多长", "多久", "什么", "哪里",
     ]
 )
 """English words that frame a question rather than say what it is about. The BM25 stop words (bm25s's English
 list) keep them, so "What is the capital of Australia?" matched a third of its words ("what") in any passage that
-said "what" and passed as relevant; they do not count for relevance. (The Chinese stop words already hold
-什么, 怎么, 如何, 哪些, ...)"""
+said "what" and passed as relevant; they do not count for relevance. The same holds for Chinese question words
+that jieba keeps as words (谁, 哪一年, 多少): "Word2Vec 是由谁在哪一年提出的？" covered only 1 of its 4 words in the
+passage that answers it."""
 
 SCORE_PARTS = (("dense_score", "dense"), ("bm25_score", "bm25"), ("rerank_score", "rerank"))
 """Hit meta keys of the retrievers' and rerankers' own scores, and their names in :attr:`Citation.scores`."""

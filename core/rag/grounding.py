@@ -31,6 +31,8 @@ _QUOTED = re.compile(r"“([^”]{1,40})”|\"([^\"]{1,40})\"|「([^」]{1,40})�
 _DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _UNITS = {"十": 10, "百": 100, "千": 1000}
 _SCALE = {"万": Decimal(10_000), "亿": Decimal(100_000_000), "千": Decimal(1000)}
+REFUSAL_PHRASES = ("没有找到答案", "没有找到相关", "do not contain the answer", "does not contain the answer")
+"""Phrases of the templates' "not in the passages" reply (prompts/answer.yaml)."""
 COMMON_CAPS = frozenset({"I", "OK", "AI", "A"})
 """Capitalised words that are not names worth checking."""
 
@@ -201,15 +203,20 @@ class GroundedWriter:
                 self._sentence(sentence)
             self._buffer = pieces[-1]
 
-    def close(self, quote: Callable[[list[str]], Segment | None] | None = None) -> None:
-        """The reply has ended: check its last sentence, then add the quotation if anything was dropped."""
+    def close(self, quote: Callable[[list[str]], Segment | None] | None = None, *, need_figure: bool = False) -> None:
+        """The reply has ended: check its last sentence, then add the quotation if anything was dropped, or if
+        ``need_figure`` (the question asks for a number) and the model's words state none."""
         if self._buffer:
             self._sentence(self._buffer)
             self._buffer = ""
-        if self.dropped and quote is not None:
+        unanswered = need_figure and self.segments and not states_figure(self.segments) and not self._refused()
+        if (self.dropped or unanswered) and quote is not None:
             segment = quote(self.dropped)
             if segment is not None:
                 self._emit(segment)
+
+    def _refused(self) -> bool:
+        return any(p in self.text for p in REFUSAL_PHRASES)
 
     @property
     def text(self) -> str:
@@ -254,6 +261,23 @@ class GroundedWriter:
             core_text = body[:-1] if end else body
             bare = f"{core_text} [{', '.join(map(str, numbers))}]{end}" + bare[len(body):]
         self._emit(Segment(bare, "model", numbers))
+
+
+_FIGURE_QUESTION = re.compile(
+    r"多少|几[个层块张种次倍年月天位维条步头项]|哪一?年|多大|多长|多久|多高|多快|\bhow (many|much|long|large|big|fast)\b|\b(what|which) year\b|"
+    r"\bwhen\b|\b(size|number|count|rate|ratio|percentage|share)\b",
+    re.IGNORECASE,
+)
+
+
+def asks_for_figure(question: str) -> bool:
+    """Whether ``question`` asks for a number (多少, 几个, 哪一年, how many, what year, ...)."""
+    return bool(_FIGURE_QUESTION.search(question))
+
+
+def states_figure(segments: Sequence[Segment]) -> bool:
+    """Whether the model's own segments state any number."""
+    return any(c.kind == "number" for s in segments if s.kind == "model" for c in claims(s.text))
 
 
 def best_passage_sentence(query: str, sources: Sequence[Citation], *, hint: str = "") -> tuple[Citation, str] | None:

@@ -98,3 +98,13 @@ def test_english_answer_with_wrong_figure_falls_back_to_an_english_quotation() -
     result = answer("Which port does the app listen on?", retriever=FixedRetriever(hits), client=client, tokenizer=default_tokenizer())
     assert result.text == 'Passage [1] says: "The app listens on port 8501 by default." [1]'
     assert result.segments[0].kind == "quote" and result.dropped == ("The app uses port 8080 by default.",)
+
+
+def test_an_answer_without_the_figure_asked_for_ends_with_a_quotation() -> None:
+    result, deltas = ask("这个模型的词汇表大小是一个超参数。", question="模型的词汇表大小是多少？")
+    assert [s.kind for s in result.segments] == ["model", "quote"]  # type: ignore[attr-defined]
+    assert "6144" in result.text and result.dropped == ()  # type: ignore[attr-defined]
+    assert "".join(deltas) == result.text  # type: ignore[attr-defined]
+    # a question that asks for no figure gets no quotation
+    plain, _ = ask("词汇表由分词器决定。", question="模型的词汇表是什么？")
+    assert [s.kind for s in plain.segments] == ["model"]  # type: ignore[attr-defined]

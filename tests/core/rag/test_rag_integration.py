@@ -55,3 +55,36 @@ def test_ask_the_book_answers_with_a_correct_citation(real_client: OpenAIChatCli
     cited = answer["citations"]
     # The book explains BERT's MLM + NSP pre-training in chapter 3; the cited passage must be that one.
     assert any("chapter3" in c["source"] and ("NSP" in c["text"] or "MLM" in c["text"]) for c in cited), cited
+
+
+BOOK_QUESTIONS = [
+    ("BERT 的 MLM 训练时随机选择多少比例的 token 用于遮蔽？", "15%"),
+    ("LLaMA-3 的词表大小是多少？", "128K"),
+    ("RoBERTa 预训练一共使用了多少数据？", "160GB"),
+]
+
+
+@pytest.mark.integration
+def test_book_answers_hold_the_figures_and_every_figure_is_in_a_cited_passage(real_client: OpenAIChatClient) -> None:
+    """Three factual questions on the book: the answer holds the book's figure, and every number and name it states
+    is in a passage it cites (grounding by construction, core/rag/grounding.py)."""
+    if not BOOK.is_dir():
+        pytest.skip(f"book not found at {BOOK} (set RAGENT_DATA)")
+    from core.rag import answer, open_retriever
+    from core.rag.grounding import unsupported
+    from knowledge.registry import KnowledgeBaseRegistry
+    from knowledge.tokenizer import default_tokenizer
+    from llm_backend.settings import Settings
+
+    settings = Settings.load()
+    registry = KnowledgeBaseRegistry(settings.home)
+    kb = registry.create("book", embedder="none", tokenizer=str(QWEN_TOKENIZER) if QWEN_TOKENIZER.is_file() else None)
+    from knowledge.ingest import ingest
+
+    ingest(kb, [BOOK])
+    retriever = open_retriever("book", settings=settings)
+    for question, figure in BOOK_QUESTIONS:
+        result = answer(question, retriever=retriever, client=real_client, k=4, max_tokens=160, tokenizer=default_tokenizer())
+        assert result.found and figure.lower() in result.text.lower().replace(" ", ""), (question, result.text)
+        assert result.citations, (question, result.text)
+        assert unsupported(result.text, [c.text for c in result.citations]) == [], (question, result.text, result.citations)
