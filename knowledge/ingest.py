@@ -77,6 +77,7 @@ class IngestReport:
     ignored: list[str] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
     chunks_written: int = 0
+    chunks_embedded: int = 0
     chunks_deleted: int = 0
     repaired_orphans: int = 0
     repaired_files: int = 0
@@ -178,6 +179,7 @@ def ingest(
             tracker.set_phase("finishing", "rebuilding the keyword index")
             if report.added or report.updated or report.removed or report.repaired_orphans or report.repaired_files or kb.fingerprint() != _saved_fingerprint(kb):
                 kb.rebuild_bm25()
+    report.chunks_embedded = tracker.chunks
     # Stopped: the BM25 index is left to the next run (or the first search), which rebuilds it as it is stale.
     report.seconds = time.perf_counter() - t0
     tracker.set_phase("stopped" if report.stopped else "done", report.summary())
@@ -319,8 +321,8 @@ def _pipeline(
         rate = worker.rate()
         if embedder is None:
             return batch_size
-        if rate is None:
-            return min(batch_size, max(min_window, 64))
+        if rate is None:  # a small first window: its files commit soon, and it measures the model's speed
+            return min(batch_size, min_window)
         return max(min_window, min(batch_size, int(rate * WINDOW_SECONDS)))
 
     def submit(items: list[tuple[_Job, Chunk]]) -> None:

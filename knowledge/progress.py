@@ -147,7 +147,7 @@ class ProgressTracker:
         with self._lock:
             chunks, done_bytes, ready = self.chunks, self.bytes_done + self.bytes_skipped, self.ready_at
         rate = eta = None
-        if ready is not None and now - ready >= 1.0:
+        if ready is not None and now - ready >= 1.0 and chunks:
             rate = chunks / (now - ready)
             frac = done_bytes / self.bytes_total if self.bytes_total else 0.0
             if frac >= 0.01:

@@ -87,7 +87,7 @@ def ingest(
 ) -> None:
     """Add, update and remove files: unchanged files are skipped, changed ones replaced, deleted ones dropped.
     Ctrl-C stops within a second or two and keeps every finished file; run the same command again to resume."""
-    from apps.cli.progress import ingest_view, stop_on_signals
+    from apps.cli.progress import exit_now, ingest_view, stop_on_signals
 
     with stop_on_signals() as stop, _errors():
         from knowledge.ingest import ingest as run_ingest
@@ -108,6 +108,8 @@ def ingest(
                 typer.echo(f"  ignored {len(report.ignored)} files of unsupported types (e.g. {report.ignored[0]})")
         if report.stopped:
             _say_stopped(name, paths, report, kb, stop.signum)
+            if stop.signum is not None:  # a real signal: leave within the 2 s a stop may take
+                exit_now(stop.exit_code, close=kb.store.close)
             raise typer.Exit(stop.exit_code)
     if strict and report.failed:
         raise typer.Exit(2)
@@ -122,10 +124,13 @@ def _say_stopped(name: str, paths: list[Path], report: Any, kb: Any, signum: int
     kept = report.added + report.updated
     chunks = sum(len(kb.manifest.files[k].chunk_ids) for k in kept if k in kb.manifest.files)
     command = " ".join(["ragent", "kb", "ingest", shlex.quote(name), *(shlex.quote(str(p)) for p in paths)])
+    cached = ""
+    if report.chunks_embedded > report.chunks_written and getattr(kb.embedder, "cache", None) is not None:
+        cached = f"; the {report.chunks_embedded} chunks embedded so far are in the embedding cache and are not embedded again"
     typer.secho(
         f"stopped by {what}: kept the {len(kept)} files finished in this run ({chunks} chunks)"
         f"{'; ' + str(len(report.unchanged)) + ' more were already up to date' if report.unchanged else ''}; "
-        f"{len(report.pending)} files not done.\nRun the same command again to resume: {command}",
+        f"{len(report.pending)} files not done{cached}.\nRun the same command again to resume: {command}",
         fg=typer.colors.YELLOW, err=True,
     )
 

@@ -17,13 +17,14 @@ Example plain output::
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from knowledge.progress import IngestProgress, format_seconds
 
@@ -138,6 +139,23 @@ class StopRequest:
     def exit_code(self) -> int:
         """128 + the signal number (130 for Ctrl-C, 143 for SIGTERM)."""
         return 128 + (self.signum or signal.SIGINT)
+
+
+def exit_now(code: int, *, close: Callable[[], None] | None = None) -> NoReturn:
+    """Leave the process at once with ``code``, skipping the interpreter's teardown.
+
+    For a run stopped by a signal, after it has said what it kept: everything it keeps is on disk already (the
+    manifest is written atomically and fsynced, each store write is committed; kill -9 leaves the same state, as
+    the fault tests prove), while tearing down chromadb, onnxruntime and an abandoned embedding thread took 0.5 to
+    3 s on a loaded 2-core machine, beyond the 2 s a stop may take. ``close`` releases the store first."""
+    if close is not None:
+        with contextlib.suppress(Exception):
+            close()
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 @contextlib.contextmanager

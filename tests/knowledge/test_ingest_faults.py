@@ -173,6 +173,10 @@ def test_kill_9_then_rerun_gives_the_clean_index(setup: tuple[KnowledgeBaseRegis
     assert crash_store == clean_store  # no missing and no stray chunk
     assert crash_count == clean_count == len(clean_store)  # no duplicates
     assert crashed.bm25_index().fingerprint == clean.bm25_index().fingerprint
+    from knowledge.embedders import HashEmbedder
+
+    for query in HashEmbedder().embed_documents(["第3号文件的第2段", "Document 17 paragraph 4 about retrieval"]):
+        assert [h.chunk_id for h in crashed.store.query(query, k=5)] == [h.chunk_id for h in clean.store.query(query, k=5)]
 
 
 @pytest.mark.fault
