@@ -19,13 +19,11 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import random
 import shutil
-import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,6 +43,7 @@ from training.data import (
 )
 from training.perplexity import PerplexityResult, evaluate_perplexity
 from training.plot import loss_points, plot_loss_curve
+from training.report import TrainReport, provenance
 from training.spec import ModelSpec, llama_config
 from training.tokenizer import book_tokenizer_path, load_tokenizer, train_bpe_tokenizer
 
@@ -91,32 +90,6 @@ class TrainOptions:
     trainer_args: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class TrainReport:
-    """What a run did and measured; saved as ``training_run.json`` in the output folder."""
-
-    kind: str
-    out_dir: str
-    steps: int
-    minutes: float
-    n_params: int
-    train_tokens: int
-    first_loss: float | None
-    last_loss: float | None
-    eval_tokens: int | None
-    perplexity_before: float | None
-    perplexity_after: float | None
-    loss_png: str | None
-    model: dict[str, Any]
-    data: dict[str, Any]
-    options: dict[str, Any]
-    provenance: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return asdict(self)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # shared plumbing
 # ---------------------------------------------------------------------------------------------------------------
@@ -124,28 +97,6 @@ class TrainReport:
 
 def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
-
-
-def _provenance() -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions: dict[str, str | None] = {}
-    for package in ("torch", "transformers", "accelerate", "tokenizers"):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = None
-    commit = None
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-    return {"versions": versions, "git_commit": commit, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def _has_cuda() -> bool:
@@ -280,7 +231,7 @@ def _train(
         model=model_info,
         data=data_info,
         options={k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
-        provenance=_provenance(),
+        provenance=provenance(),
     )
     (out / REPORT_FILE).write_text(json.dumps({**report.to_dict(), "log_history": history}, indent=2), "utf-8")
     return report
