@@ -86,7 +86,18 @@ def answer_turn(result: Answer) -> ChatTurn:
         "query": result.query,
         "inferred": any(c.inferred for c in result.citations),
         "usage": {"prompt_tokens": result.usage.prompt_tokens, "completion_tokens": result.usage.completion_tokens},
+        "segments": [{"text": s.text, "kind": s.kind} for s in result.segments],
+        "dropped": len(result.dropped),
     }
+
+
+def answer_markdown(turn: ChatTurn) -> str:
+    """The answer as markdown: the model's checked sentences as text, quotations of the passages as block quotes."""
+    segments = turn.get("segments") or []
+    if not any(s["kind"] == "quote" for s in segments):
+        return str(turn.get("content") or "")
+    parts = [f"\n\n> {s['text'].strip()}\n\n" if s["kind"] == "quote" else s["text"] for s in segments]
+    return "".join(parts).strip()
 
 
 def ask(

@@ -198,3 +198,15 @@ def test_app_command_help_and_busy_port() -> None:
         result = runner.invoke(app, ["app", "--port", str(port)])
     assert result.exit_code == 1
     assert f"port {port} is already in use" in result.output
+
+
+def test_answer_markdown_shows_quotations_as_block_quotes() -> None:
+    from apps.ui.chat import answer_markdown
+
+    turn = {
+        "content": "模型的话 [1]。资料 [2] 原文：“词表大小为 6144。” [2]",
+        "segments": [{"text": "模型的话 [1]。", "kind": "model"}, {"text": "资料 [2] 原文：“词表大小为 6144。” [2]", "kind": "quote"}],
+    }
+    assert answer_markdown(turn) == "模型的话 [1]。\n\n> 资料 [2] 原文：“词表大小为 6144。” [2]"
+    assert answer_markdown({"content": "plain [1].", "segments": [{"text": "plain [1].", "kind": "model"}]}) == "plain [1]."
+    assert answer_markdown({"content": "old turn"}) == "old turn"

@@ -7,7 +7,7 @@ from typing import Any
 import streamlit as st
 
 from apps.ui import common
-from apps.ui.chat import ChatTurn, ask, format_scores
+from apps.ui.chat import ChatTurn, answer_markdown, ask, format_scores
 from apps.ui.jobs import JOBS, Job
 from apps.ui.uploads import make_ingest_work, save_uploads, supported_types_text, upload_dir
 from llm_backend.errors import RagentError
@@ -155,10 +155,23 @@ def _render_sources(turn: ChatTurn) -> None:
             st.code(src.get("snippet") or "", language=None, wrap_lines=True)
 
 
+def _render_answer(turn: ChatTurn) -> None:
+    """The answer text: the model's words plain, quotations of the passages as block quotes, and a note on both."""
+    st.markdown(answer_markdown(turn))
+    if turn.get("role") == "assistant" and turn.get("sources"):
+        quoted = any(s["kind"] == "quote" for s in turn.get("segments") or [])
+        note = "Plain text: the model's words; every number and name in them is in the passage cited."
+        if quoted:
+            note += " Block quotes: the passage's own words, quoted."
+        if turn.get("dropped"):
+            note += f" {turn['dropped']} sentence(s) stating a number or name no passage holds were left out."
+        st.caption(note)
+
+
 def _render_turn(turn: ChatTurn) -> None:
     with st.chat_message(turn["role"]):
         if turn.get("content"):
-            st.markdown(turn["content"])
+            _render_answer(turn)
         if turn.get("error"):
             st.error(turn["error"], icon=":material/error:")
         if turn["role"] == "assistant":
@@ -226,7 +239,7 @@ if question:
                         "error": f"No answer: unexpected error ({type(exc).__name__}: {exc}). See the app's log."}
         placeholder.empty()
         if turn.get("content"):
-            st.markdown(turn["content"])
+            _render_answer(turn)
         if turn.get("error"):
             st.error(turn["error"], icon=":material/error:")
         if turn.get("query") and turn.get("query") != question:
