@@ -44,7 +44,7 @@ import numpy as np
 
 from knowledge.base import KnowledgeBase
 from knowledge.embed_worker import EmbeddingStopped, EmbedWorker, wait_for
-from knowledge.loaders import DEFAULT_MAX_BYTES, LoadError, is_supported, iter_files, load_file
+from knowledge.loaders import LoadError, is_supported, iter_files, load_file
 from knowledge.manifest import FileRecord
 from knowledge.progress import ProgressCallback, ProgressTracker, format_bytes
 from knowledge.splitter import context_text
@@ -150,7 +150,7 @@ def ingest(
     stop: threading.Event | None = None,
     batch_size: int = 512,
     min_window: int = 32,
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_bytes: int | None = None,
     manifest_every: float = 2.0,
 ) -> IngestReport:
     """Bring the knowledge base up to date with ``paths`` (files and folders). Returns an :class:`IngestReport`;
@@ -196,7 +196,7 @@ def _run(
     *,
     batch_size: int,
     min_window: int,
-    max_bytes: int,
+    max_bytes: int | None,
     manifest_every: float,
 ) -> None:
     _check(stop)
@@ -207,7 +207,8 @@ def _run(
 
     # -- scan ---------------------------------------------------------------------------------------------------
     found: dict[str, Path] = {}
-    for path, explicit in iter_files(paths):
+    # A link leading outside its folder is reported, never read (knowledge/walk.py has the rule).
+    for path, explicit in iter_files(paths, on_skip=lambda p, why: report.failed.append(FileError(str(p), why))):
         _check(stop)
         if not path.exists():
             if str(path.resolve()) not in manifest.files:  # a known file that is gone is removed below
@@ -269,7 +270,7 @@ def _pipeline(
     *,
     batch_size: int,
     min_window: int,
-    max_bytes: int,
+    max_bytes: int | None,
     manifest_every: float,
 ) -> None:
     """Load, split, embed and write the files of ``todo``; commit each file when all its chunks are stored."""

@@ -4,8 +4,11 @@ Every loader keeps ``source`` (the file path), ``title`` and ``format`` in ``met
 (1-based); docx and html headings become markdown headings so the splitter can keep the heading path. Text
 encodings are detected (UTF-8 with or without BOM, GBK/GB18030, then whatever ``charset-normalizer`` finds).
 
-A file that cannot be read raises :class:`LoadError` with a reason a person understands ("encrypted pdf", "binary
-data, not text", ...); ingestion reports it and goes on with the other files.
+A file that cannot be read raises :class:`LoadError` with a reason a person understands ("encrypted: ...", "binary
+data, not text", ...); ingestion reports it and goes on with the other files. Every file is read under
+:class:`~knowledge.limits.LoadLimits` (size, pdf pages, unpacked size, line length, html depth, time: settings), and
+what the pdf library logs about a file is folded into that file's reason or logged once at debug level under this
+module's name, never printed raw beside it. Which files a folder holds is :func:`knowledge.walk.iter_files`.
 
 Example::
 
@@ -15,27 +18,72 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from knowledge.limits import FileGuard, LoadError, LoadLimits, current_limits
 from knowledge.types import Document
+from knowledge.walk import iter_files
 from llm_backend.errors import RagentError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_BYTES = 64 * 1024 * 1024
-"""Files larger than this are refused (a knowledge base is not a place for a 1 GB log file)."""
+__all__ = ["DEFAULT_MAX_BYTES", "LOADERS", "LoadError", "decode_text", "is_supported", "iter_files", "load_file", "looks_binary"]
+
+DEFAULT_MAX_BYTES = LoadLimits.max_bytes
+"""The default size limit (``RAGENT_MAX_FILE_MB``): a knowledge base is not a place for a 1 GB log file."""
 
 
-class LoadError(RagentError):
-    """A file could not be turned into text. ``reason`` is short and meant for a report."""
+# -- what libraries log while a file is read ---------------------------------------------------------------------------
+class _LibraryLog(logging.Handler):
+    """Takes the records of a library logger (pypdf) instead of the root logger: while this thread loads a file they
+    are collected for that file's reason; at any other time they are passed on at debug level under our name."""
 
-    def __init__(self, path: Path | str, reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"cannot load {self.path}: {reason}")
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.local = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        caught: list[str] | None = getattr(self.local, "caught", None)
+        message = record.getMessage()
+        if caught is not None:
+            if message not in caught:
+                caught.append(message)
+        else:
+            log.debug("%s: %s", record.name, message)
+
+
+_LIBRARY_LOG = _LibraryLog()
+for _name in ("pypdf",):
+    _logger = logging.getLogger(_name)
+    _logger.addHandler(_LIBRARY_LOG)
+    _logger.propagate = False
+
+
+@contextmanager
+def _catching_library_logs(path: Path) -> Iterator[list[str]]:
+    caught: list[str] = []
+    _LIBRARY_LOG.local.caught = caught
+    try:
+        yield caught
+    except LoadError as exc:
+        # The file's reason says it once: what the library logged joins the reason instead of a raw log line.
+        extra = [m for m in caught if m not in exc.reason]
+        if extra:
+            exc.reason = f"{exc.reason}; pypdf: {'; '.join(extra[:3])}"
+            exc.args = (f"cannot load {exc.path}: {exc.reason}",)
+        raise
+    else:
+        for message in caught:
+            log.debug("%s: pypdf: %s", path, message)
+    finally:
+        _LIBRARY_LOG.local.caught = None
 
 
 # -- text decoding ---------------------------------------------------------------------------------------------------
@@ -86,9 +134,12 @@ def decode_text(data: bytes, path: Path | str = "<bytes>") -> tuple[str, str]:
     return str(best), best.encoding
 
 
-def read_text(path: Path) -> tuple[str, str]:
-    """Read and decode a text file."""
-    return decode_text(path.read_bytes(), path)
+def read_text(path: Path, guard: FileGuard | None = None) -> tuple[str, str]:
+    """Read and decode a text file; with a ``guard``, refuse lines over its ``max_line_chars``."""
+    text, enc = decode_text(path.read_bytes(), path)
+    if guard is not None:
+        guard.check_lines(text)
+    return text, enc
 
 
 # -- loaders ---------------------------------------------------------------------------------------------------------
@@ -97,55 +148,65 @@ def _first_heading(text: str) -> str | None:
     return m.group(1).strip() if m else None
 
 
-def load_markdown(path: Path) -> list[Document]:
+def load_markdown(path: Path, guard: FileGuard) -> list[Document]:
     """A markdown file as one document; its sections are found by the splitter."""
-    text, enc = read_text(path)
+    text, enc = read_text(path, guard)
     title = _first_heading(text) or path.stem
     return [Document(str(path), text, {"source": str(path), "title": title, "format": "md", "encoding": enc})]
 
 
-def load_text(path: Path) -> list[Document]:
+def load_text(path: Path, guard: FileGuard) -> list[Document]:
     """A plain text file as one document."""
-    text, enc = read_text(path)
+    text, enc = read_text(path, guard)
     return [Document(str(path), text, {"source": str(path), "title": path.stem, "format": "txt", "encoding": enc})]
 
 
-def load_pdf(path: Path) -> list[Document]:
-    """One document per pdf page that has text. Encrypted pdfs open only without a password."""
+def load_pdf(path: Path, guard: FileGuard) -> list[Document]:
+    """One document per pdf page that has text. An encrypted pdf opens when its user password is empty (it only
+    restricts printing or copying); else it is refused as ``encrypted: ...``."""
     from pypdf import PdfReader
-    from pypdf.errors import FileNotDecryptedError, PdfReadError, PdfStreamError
+    from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError, PdfStreamError
 
     try:
         reader = PdfReader(str(path))
         if reader.is_encrypted:
             try:
                 ok = reader.decrypt("")
-            except Exception as exc:
-                raise LoadError(path, f"encrypted pdf that cannot be opened ({exc})") from exc
+            except (DependencyError, NotImplementedError) as exc:
+                raise LoadError(path, f"encrypted: cannot decrypt this pdf ({exc})") from exc
             if not ok:
-                raise LoadError(path, "encrypted pdf (a password is required); decrypt it first, e.g. with `qpdf --decrypt`")
+                raise LoadError(path, "encrypted: a password is required to open this pdf; decrypt it first, e.g. `qpdf --decrypt --password=... in.pdf out.pdf`")
+        trailer: Any = reader.trailer
+        declared = trailer["/Root"]["/Pages"].get("/Count", 0)
+        guard.check_pages(int(declared) if isinstance(declared, int) else 0)  # cheap: before walking the page tree
+        pages = reader.pages
+        guard.check_pages(len(pages))
         title = path.stem
         meta_title = getattr(reader.metadata, "title", None) if reader.metadata else None
         if meta_title and str(meta_title).strip():
             title = str(meta_title).strip()
         docs = []
-        for i, page in enumerate(reader.pages):
+        for i, page in enumerate(pages):
+            guard.check_time()
             text = page.extract_text() or ""
             if text.strip():
                 docs.append(Document(str(path), text, {"source": str(path), "title": title, "page": i + 1, "format": "pdf"}))
     except LoadError:
         raise
     except FileNotDecryptedError as exc:
-        raise LoadError(path, "encrypted pdf (a password is required)") from exc
-    except (PdfReadError, PdfStreamError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise LoadError(path, "encrypted: a password is required to open this pdf") from exc
+    except RecursionError as exc:
+        raise LoadError(path, "pdf object tree nested too deeply to read") from exc
+    except (PdfReadError, PdfStreamError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
         raise LoadError(path, f"corrupt or unreadable pdf ({type(exc).__name__}: {exc})") from exc
     if not docs:
         raise LoadError(path, "pdf has no extractable text (scanned images need OCR, which is not supported)")
     return docs
 
 
-def load_docx(path: Path) -> list[Document]:
-    """A Word file as one markdown-like document: headings become ``#`` lines, tables become ``|`` rows."""
+def load_docx(path: Path, guard: FileGuard) -> list[Document]:
+    """A Word file as one markdown-like document: headings become ``#`` lines, tables become ``|`` rows. A file
+    that would unpack to more than the limit (a zip bomb) is refused before it is unpacked."""
     try:
         import docx
         from docx.opc.exceptions import PackageNotFoundError
@@ -155,6 +216,7 @@ def load_docx(path: Path) -> list[Document]:
         from llm_backend.errors import MissingDependencyError
 
         raise MissingDependencyError("docx", "Reading .docx files", "python-docx") from exc
+    guard.check_zip()
     try:
         document = docx.Document(str(path))
     except (PackageNotFoundError, KeyError, ValueError, OSError) as exc:
@@ -165,6 +227,7 @@ def load_docx(path: Path) -> list[Document]:
     first_heading: str | None = None
     body = document.element.body
     for child in body.iterchildren():
+        guard.check_time()
         tag = child.tag.rsplit("}", 1)[-1]
         if tag == "p":
             para = Paragraph(child, document)
@@ -191,18 +254,20 @@ def load_docx(path: Path) -> list[Document]:
     return [Document(str(path), text, {"source": str(path), "title": title, "format": "docx"})]
 
 
-def load_html(path: Path) -> list[Document]:
+def load_html(path: Path, guard: FileGuard) -> list[Document]:
     """An html page as one markdown-like document: ``<h1>``-``<h6>`` become headings; scripts, styles and
-    navigation are dropped."""
+    navigation are dropped. Pages nested deeper than the limit are refused before parsing."""
     from bs4 import BeautifulSoup
 
     data = path.read_bytes()
     if looks_binary(data):
         raise LoadError(path, "binary data, not html")
+    guard.check_html_depth(data)
     try:
         soup = BeautifulSoup(data, "lxml")
     except Exception as exc:
         raise LoadError(path, f"unreadable html ({type(exc).__name__}: {exc})") from exc
+    guard.check_time()
     for tag in soup(["script", "style", "noscript", "nav", "header", "footer", "template", "svg"]):
         tag.decompose()
     title = soup.title.get_text(strip=True) if soup.title else ""
@@ -215,6 +280,7 @@ def load_html(path: Path) -> list[Document]:
         br.replace_with("\n")
     for block in soup.find_all(["p", "div", "li", "tr", "pre", "blockquote", "section", "article", "table"]):
         block.insert_after("\n")
+    guard.check_time()
     raw = soup.get_text()
     text = re.sub(r"[ \t]+\n", "\n", raw)
     text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
@@ -224,7 +290,7 @@ def load_html(path: Path) -> list[Document]:
     return [Document(str(path), text, {"source": str(path), "title": title, "format": "html"})]
 
 
-LOADERS: dict[str, Callable[[Path], list[Document]]] = {
+LOADERS: dict[str, Callable[[Path, FileGuard], list[Document]]] = {
     ".md": load_markdown,
     ".markdown": load_markdown,
     ".txt": load_text,
@@ -242,9 +308,13 @@ def is_supported(path: Path) -> bool:
     return path.suffix.lower() in LOADERS
 
 
-def load_file(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Document]:
-    """Load one file with the loader for its suffix. Raises :class:`LoadError` with the reason when it cannot."""
+def load_file(path: Path, *, max_bytes: int | None = None, limits: LoadLimits | None = None) -> list[Document]:
+    """Load one file with the loader for its suffix, under ``limits`` (default: the settings in effect;
+    ``max_bytes`` overrides their size limit). Raises :class:`LoadError` with the reason when it cannot."""
     path = Path(path)
+    limits = limits or current_limits()
+    if max_bytes is not None:
+        limits = dataclasses.replace(limits, max_bytes=max_bytes)
     loader = LOADERS.get(path.suffix.lower())
     if loader is None:
         raise LoadError(path, f"unsupported file type {path.suffix or '(none)'!r}; supported: {', '.join(sorted(LOADERS))}")
@@ -256,33 +326,23 @@ def load_file(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Documen
         raise LoadError(path, "not a regular file")
     if size == 0:
         raise LoadError(path, "empty file")
-    if size > max_bytes:
-        raise LoadError(path, f"file too large ({size / 2**20:.1f} MiB > {max_bytes / 2**20:.0f} MiB limit)")
-    try:
-        docs = loader(path)
-    except LoadError:
-        raise
-    except RagentError:
-        raise
-    except (OSError, UnicodeError) as exc:
-        raise LoadError(path, f"cannot read file ({type(exc).__name__}: {exc})") from exc
+    if size > limits.max_bytes:
+        raise LoadError(
+            path, f"file too large ({size / 2**20:,.1f} MiB, more than the limit of {limits.max_bytes / 2**20:g} MiB: RAGENT_MAX_FILE_MB)"
+        )
+    guard = FileGuard(path, limits)
+    with _catching_library_logs(path):
+        try:
+            docs = loader(path, guard)
+        except RagentError:  # LoadError and a missing optional dependency
+            raise
+        except RecursionError as exc:
+            raise LoadError(path, "nested too deeply to read") from exc
+        except MemoryError as exc:
+            raise LoadError(path, "needs more memory than is free to read") from exc
+        except (OSError, UnicodeError) as exc:
+            raise LoadError(path, f"cannot read file ({type(exc).__name__}: {exc})") from exc
+        guard.check_time()
     if not any(d.text.strip() for d in docs):
         raise LoadError(path, "no text in file")
     return docs
-
-
-def iter_files(paths: Iterable[Path]) -> Iterator[tuple[Path, bool]]:
-    """Files under the given paths, sorted, as ``(path, explicit)``: ``explicit`` is True for a path named
-    directly (its problems are reported), False for one found in a folder (unsupported types are skipped).
-    Hidden files and folders are skipped."""
-    for root in paths:
-        root = Path(root)
-        if root.is_dir():
-            for p in sorted(root.rglob("*")):
-                rel = p.relative_to(root)
-                if any(part.startswith(".") for part in rel.parts):
-                    continue
-                if p.is_file():
-                    yield p, False
-        else:
-            yield root, True

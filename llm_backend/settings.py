@@ -142,6 +142,14 @@ class Settings(BaseSettings):
     engine_args: list[str] = Field(default_factory=list, description="extra arguments passed to the engine")
     start_timeout: float = Field(default=600.0, gt=0, description="seconds to wait for the engine to be healthy")
 
+    # Bounds on one file read for a knowledge base (knowledge/limits.py); a file over one is refused with the reason.
+    max_file_mb: float = Field(default=64.0, gt=0, description="largest file ingested, MiB")
+    max_pdf_pages: int = Field(default=2000, ge=1, description="most pages of one pdf")
+    max_unzipped_mb: float = Field(default=256.0, gt=0, description="most a docx may unpack to, MiB (zip bombs)")
+    max_line_chars: int = Field(default=1_000_000, ge=1000, description="longest line of a text or markdown file")
+    max_html_depth: int = Field(default=512, ge=16, description="deepest nesting of html tags")
+    load_timeout: float = Field(default=120.0, gt=0, description="seconds one file may take to read (checked per page/step)")
+
     # Agent tools from MCP servers (``--tools mcp`` or ``mcp:NAME``); they run outside the sandbox, as configured.
     mcp_servers: dict[str, McpServerConfig] = Field(default_factory=dict, description="MCP servers by name: command/args or url")
 
