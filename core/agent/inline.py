@@ -8,7 +8,7 @@ from typing import Any
 
 from core.agent.memory import FINAL_ANSWER, AgentMemory, AgentToolCall, StepFormat
 from core.agent.prompts import render
-from core.agent.protocol import ChatRequest, ParsedReply, new_call_id
+from core.agent.protocol import ParsedReply, StepRequest, new_call_id
 from core.tools.arithmetic import expression_before_equals
 from core.tools.registry import Toolbox
 from llm_backend.types import ChatResult
@@ -51,14 +51,14 @@ class InlineToolMode:
     def system_prompt(self, toolbox: Toolbox, instructions: str | None) -> str:
         return render("inline_system", instructions=instructions or "", calculator="calculator" in toolbox, python="python" in toolbox)
 
-    def request(self, memory: AgentMemory, toolbox: Toolbox, *, final: bool) -> ChatRequest:
+    def request(self, memory: AgentMemory, toolbox: Toolbox, *, final: bool) -> StepRequest:
         used = sum(s.usage.completion_tokens for s in memory.steps)
         kwargs: dict[str, Any] = {"max_tokens": max(16, self.budget_tokens - used)}
         if not final:  # the forced last step just finishes the text, without tools
             kwargs.update(stop=list(self.STOPS), include_stop_str_in_output=True)
         if memory.steps:
             kwargs.update(continue_final_message=True, add_generation_prompt=False)
-        return ChatRequest(memory.to_messages(), kwargs)
+        return StepRequest(memory.to_messages(), kwargs)
 
     def parse(self, reply: ChatResult, toolbox: Toolbox, *, plan: bool = False, memory: AgentMemory | None = None) -> ParsedReply:
         text = reply.text
@@ -81,5 +81,5 @@ class InlineToolMode:
             return ParsedReply(thought=text, calls=[AgentToolCall(new_call_id(), "python", {"code": code}, json.dumps({"code": code}))])
         return ParsedReply(thought=text)
 
-    def repair(self, memory: AgentMemory, toolbox: Toolbox, parsed: ParsedReply) -> ChatRequest | None:
+    def repair(self, memory: AgentMemory, toolbox: Toolbox, parsed: ParsedReply) -> StepRequest | None:
         return None

@@ -40,7 +40,7 @@ from core.agent.events import (
 from core.agent.memory import FINAL_ANSWER, ActionStep, AgentMemory, AgentResult, AgentToolCall
 from core.agent.modes import choose_mode, final_answer_tool
 from core.agent.prompts import prompts, render
-from core.agent.protocol import AgentMode, ChatRequest
+from core.agent.protocol import AgentMode, StepRequest
 from core.agent.trace import Trace, TraceWriter, load_trace
 from core.tools.base import Tool, ToolOutput
 from core.tools.registry import Toolbox
@@ -60,7 +60,7 @@ def _repeats(steps: Sequence[ActionStep]) -> bool:
 
 @dataclass(frozen=True)
 class _ModelCall:
-    request: ChatRequest
+    request: StepRequest
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ class Agent:
             yield StepStarted(number)
             began = time.monotonic()
             request = self.mode.request(memory, self.toolbox, final=final)
-            reply: ChatResult = yield _ModelCall(ChatRequest(request.messages, {**self.params, **request.kwargs}))
+            reply: ChatResult = yield _ModelCall(StepRequest(request.messages, {**self.params, **request.kwargs}))
             parsed = self.mode.parse(reply, self.toolbox, plan=request.plan, memory=memory)
             if parsed.plan:
                 step = ActionStep(step=number, thought=parsed.thought, observation=render("after_plan"), usage=reply.usage,
@@ -159,7 +159,7 @@ class Agent:
             usage, repaired = reply.usage, False
             retry = self.mode.repair(memory, self.toolbox, parsed)
             if retry is not None:
-                second: ChatResult = yield _ModelCall(ChatRequest(retry.messages, {**self.params, **retry.kwargs}))
+                second: ChatResult = yield _ModelCall(StepRequest(retry.messages, {**self.params, **retry.kwargs}))
                 fixed = self.mode.parse(second, self.toolbox, memory=memory)
                 usage = usage + second.usage
                 if fixed.calls and not fixed.parse_failure:

@@ -24,7 +24,7 @@ from typing import Any
 from core.agent.inline import InlineToolMode
 from core.agent.memory import FINAL_ANSWER, AgentMemory, AgentToolCall, StepFormat
 from core.agent.prompts import render
-from core.agent.protocol import AgentMode, ChatRequest, ParsedReply, new_call_id
+from core.agent.protocol import AgentMode, ParsedReply, StepRequest, new_call_id
 from core.tools.base import Tool
 from core.tools.registry import Toolbox
 from llm_backend.errors import ConfigError, did_you_mean
@@ -116,18 +116,18 @@ class NativeToolMode:
         specs = [with_thought(s) for s in toolbox.schemas()] if self.think else toolbox.schemas()
         return [*specs, final_answer_tool().to_openai()]
 
-    def request(self, memory: AgentMemory, toolbox: Toolbox, *, final: bool) -> ChatRequest:
+    def request(self, memory: AgentMemory, toolbox: Toolbox, *, final: bool) -> StepRequest:
         if self.plan and not memory.steps and not final:
             # No tools in the planning request: with tools the chat template fills the system prompt with calling
             # instructions, and a small model then writes JSON calls instead of reasoning.
             ask = self.plan_prompt or render("plan_request")
-            return ChatRequest([*memory.to_messages(), {"role": "user", "content": ask}], {}, plan=True)
+            return StepRequest([*memory.to_messages(), {"role": "user", "content": ask}], {}, plan=True)
         tools = self._tools(toolbox)
         if final:
-            return ChatRequest(_final_messages(memory), {"tools": tools, "tool_choice": FINAL_ANSWER})
-        return ChatRequest(memory.to_messages(), {"tools": tools, "tool_choice": "required"})
+            return StepRequest(_final_messages(memory), {"tools": tools, "tool_choice": FINAL_ANSWER})
+        return StepRequest(memory.to_messages(), {"tools": tools, "tool_choice": "required"})
 
-    def repair(self, memory: AgentMemory, toolbox: Toolbox, parsed: ParsedReply) -> ChatRequest | None:
+    def repair(self, memory: AgentMemory, toolbox: Toolbox, parsed: ParsedReply) -> StepRequest | None:
         """A second request for the same step when the reply was cut off by the token limit (asked again with a
         frequency penalty), or when its one call does not fit its tool's schema (asked again with that tool forced).
 
@@ -140,7 +140,7 @@ class NativeToolMode:
         if parsed.parse_failure and parsed.truncated:
             # A reply cut off by the token limit is a repetition loop more often than not: ask the same step again
             # with a frequency penalty (a standard OpenAI parameter), so greedy decoding leaves the loop.
-            return ChatRequest(memory.to_messages(), {"tools": self._tools(toolbox), "tool_choice": parsed.named_tool or "required", "frequency_penalty": REPEAT_PENALTY})
+            return StepRequest(memory.to_messages(), {"tools": self._tools(toolbox), "tool_choice": parsed.named_tool or "required", "frequency_penalty": REPEAT_PENALTY})
         if not parsed.calls and parsed.named_tool:
             name = parsed.named_tool
         elif len(parsed.calls) == 1:
@@ -157,7 +157,7 @@ class NativeToolMode:
                 return None
             except ValueError:
                 pass
-        return ChatRequest(memory.to_messages(), {"tools": self._tools(toolbox), "tool_choice": name})
+        return StepRequest(memory.to_messages(), {"tools": self._tools(toolbox), "tool_choice": name})
 
     def parse(self, reply: ChatResult, toolbox: Toolbox, *, plan: bool = False, memory: AgentMemory | None = None) -> ParsedReply:
         if plan:
@@ -271,16 +271,16 @@ class ReactMode:
         ]
         return branches[0] if len(branches) == 1 else {"anyOf": branches}
 
-    def request(self, memory: AgentMemory, toolbox: Toolbox, *, final: bool) -> ChatRequest:
+    def request(self, memory: AgentMemory, toolbox: Toolbox, *, final: bool) -> StepRequest:
         messages = _final_messages(memory) if final else memory.to_messages()
         if self.constrained:
-            return ChatRequest(messages, {"json_schema": self.reply_schema(toolbox, final_only=final)})
-        return ChatRequest(messages, {"stop": ["\nObservation:", "Observation:"]})
+            return StepRequest(messages, {"json_schema": self.reply_schema(toolbox, final_only=final)})
+        return StepRequest(messages, {"stop": ["\nObservation:", "Observation:"]})
 
     def parse(self, reply: ChatResult, toolbox: Toolbox, *, plan: bool = False, memory: AgentMemory | None = None) -> ParsedReply:
         return parse_react_json(reply.text) if self.constrained else parse_react_text(reply.text, toolbox)
 
-    def repair(self, memory: AgentMemory, toolbox: Toolbox, parsed: ParsedReply) -> ChatRequest | None:
+    def repair(self, memory: AgentMemory, toolbox: Toolbox, parsed: ParsedReply) -> StepRequest | None:
         """No second request: the JSON schema already constrains the whole reply."""
         return None
 

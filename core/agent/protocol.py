@@ -13,8 +13,9 @@ from llm_backend.types import ChatResult, Message
 
 
 @dataclass(frozen=True)
-class ChatRequest:
-    """One request to the model: messages and the keyword arguments of ``client.chat``."""
+class StepRequest:
+    """The request for one step: messages and the keyword arguments of ``client.chat`` (the client builds its
+    :class:`~llm_backend.payloads.ChatRequest` from them)."""
 
     messages: list[Message]
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -47,11 +48,11 @@ class AgentMode(Protocol):
 
     def system_prompt(self, toolbox: Toolbox, instructions: str | None) -> str: ...
 
-    def request(self, memory: AgentMemory, toolbox: Toolbox, *, final: bool) -> ChatRequest: ...
+    def request(self, memory: AgentMemory, toolbox: Toolbox, *, final: bool) -> StepRequest: ...
 
     def parse(self, reply: ChatResult, toolbox: Toolbox, *, plan: bool = False, memory: AgentMemory | None = None) -> ParsedReply: ...
 
-    def repair(self, memory: AgentMemory, toolbox: Toolbox, parsed: ParsedReply) -> ChatRequest | None: ...
+    def repair(self, memory: AgentMemory, toolbox: Toolbox, parsed: ParsedReply) -> StepRequest | None: ...
 
 
 def new_call_id() -> str:
