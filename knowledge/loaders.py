@@ -64,6 +64,7 @@ for _name in ("pypdf",):
     _logger = logging.getLogger(_name)
     _logger.addHandler(_LIBRARY_LOG)
     _logger.propagate = False
+    _logger.setLevel(logging.WARNING)  # its warnings always reach the handler; our level decides what shows
 
 
 @contextmanager

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -206,6 +207,11 @@ class OpenAIChatClient:
             yield
         except openai.OpenAIError as exc:
             raise self._translate(exc, url, model) from exc
+        except json.JSONDecodeError as exc:  # the SDK lets a body that is not JSON escape as a bare ValueError
+            raise BackendError(
+                f"model server at {url} answered with a body that is not valid JSON ({exc}). Is {url} an "
+                "OpenAI-compatible server? Check RAGENT_BASE_URL / --base-url and the server's log."
+            ) from exc
 
     @staticmethod
     def _chat_kwargs(request: ChatRequest, model: str, *, stream: bool = False) -> dict[str, Any]:
@@ -228,7 +234,7 @@ class OpenAIChatClient:
         """A stream that breaks after it started raises :class:`StreamInterruptedError` with the partial text."""
         try:
             yield
-        except (httpx2.HTTPError, openai.OpenAIError) as exc:
+        except (httpx2.HTTPError, openai.OpenAIError, json.JSONDecodeError) as exc:
             raise _interrupted(url, assembler, exc) from exc
 
     @staticmethod

@@ -25,12 +25,16 @@ app = typer.Typer(
 
 @app.callback()
 def _main(
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages to stderr."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Log debug messages to stderr, libraries' included (default: warnings of ours, "
+        "errors of libraries; RAGENT_LOG_LEVEL=info|debug|... sets another level)."
+    ),
 ) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from apps.logs import LEVEL_ENV, configure_logging
+
+    if verbose:
+        os.environ[LEVEL_ENV] = "debug"  # processes we start (the app) log at the same level
+    configure_logging(logging.DEBUG if verbose else None)
     # Nothing in this project may download weights from a model hub at run time.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -8,6 +8,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import typer
 
 def streamlit_command(host: str, port: int) -> list[str]:
     """The ``streamlit run`` command line for the app (headless, no usage statistics, no file watcher)."""
+    from apps.logs import resolve_level
     from apps.ui import APP_PATH
 
     return [
@@ -29,6 +31,8 @@ def streamlit_command(host: str, port: int) -> list[str]:
         "--server.fileWatcherType", "none",
         "--browser.gatherUsageStats", "false",
         "--client.toolbarMode", "viewer",
+        # Streamlit's own log lines at the level the user chose (errors only by default), like every library's.
+        "--logger.level", "debug" if resolve_level(None) <= logging.DEBUG else "error",
     ]
 
 

@@ -15,6 +15,10 @@ if str(_ROOT) not in sys.path:
 
 import streamlit as st  # noqa: E402
 
+from apps.logs import configure_logging  # noqa: E402
+
+configure_logging()  # RAGENT_LOG_LEVEL, passed on by `ragent app`; library log lines go through our handler
+
 st.set_page_config(page_title="ragent", page_icon=":material/menu_book:", layout="wide")
 
 pages = [

@@ -1,8 +1,8 @@
 """Files uploaded in the browser: check them, keep them on disk, ingest them into a knowledge base.
 
 Uploaded files are saved under ``<data home>/uploads/<knowledge base>/`` (the knowledge base records file paths and
-re-ingests a file only when its content changes). Unsupported or empty files are refused at once, each with its
-reason; the others are ingested by a background :class:`~apps.ui.jobs.Job` that reports progress per file.
+re-ingests a file only when its content changes). Unsupported or empty files, and names that are paths (absolute, or
+with ``..``), are refused at once, each with its reason; the others are ingested by a background :class:`~apps.ui.jobs.Job` that reports progress per file.
 """
 
 from __future__ import annotations
@@ -56,6 +56,17 @@ def safe_filename(name: str) -> str:
     return base.lstrip(".") or "upload"
 
 
+def unsafe_name_reason(name: str) -> str | None:
+    """Why an uploaded file's name is refused, or None: an absolute path or a ``..`` step would put the file
+    outside the knowledge base's upload folder (browsers send bare names; anything else is a crafted request)."""
+    unified = name.replace("\\", "/")
+    if unified.startswith("/") or re.match(r"^[A-Za-z]:", unified):
+        return "an absolute path is not a file name; upload the file itself."
+    if ".." in unified.split("/"):
+        return "a name with '..' would leave the upload folder; upload the file itself."
+    return None
+
+
 def upload_dir(home: Path, kb_name: str) -> Path:
     """Where the uploads of one knowledge base are kept."""
     return Path(home) / "uploads" / kb_name
@@ -65,6 +76,10 @@ def save_uploads(files: Iterable[tuple[str, bytes]], folder: Path) -> SavedUploa
     """Write ``(name, content)`` pairs into ``folder``; refuse unsupported types and empty files with a reason."""
     out = SavedUploads()
     for name, data in files:
+        unsafe = unsafe_name_reason(name)
+        if unsafe is not None:
+            out.refused.append(Refused(name, unsafe))
+            continue
         filename = safe_filename(name)
         path = folder / filename
         if not is_supported(path):
@@ -75,6 +90,10 @@ def save_uploads(files: Iterable[tuple[str, bytes]], folder: Path) -> SavedUploa
             out.refused.append(Refused(name, "the file is empty."))
             continue
         folder.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink() or path.resolve().parent != folder.resolve():
+            # Never write through a link someone left in the upload folder.
+            out.refused.append(Refused(name, "a link of that name is in the upload folder; it is not overwritten."))
+            continue
         path.write_bytes(data)
         out.paths.append(path)
     return out

@@ -67,9 +67,10 @@ def test_job_runner_keeps_a_bounded_history() -> None:
 # -- uploads ---------------------------------------------------------------------------------------------------------
 def test_save_uploads_refuses_unsupported_and_empty_files(tmp_path: Path) -> None:
     saved = save_uploads([("a.md", b"# A"), ("b.EXE", b"MZ"), ("c.txt", b""), ("noext", b"x"), ("../../etc/d.html", b"<p>d</p>")], tmp_path)
-    assert [p.name for p in saved.paths] == ["a.md", "d.html"]
+    assert [p.name for p in saved.paths] == ["a.md"]
     assert all(p.parent == tmp_path for p in saved.paths)  # no path traversal
     reasons = {r.name: r.reason for r in saved.refused}
+    assert "'..'" in reasons["../../etc/d.html"]  # a name that is a path is refused, not silently renamed
     assert ".EXE files are not supported" in reasons["b.EXE"] and "md" in reasons["b.EXE"]
     assert reasons["c.txt"] == "the file is empty."
     assert "(no extension)" in reasons["noext"]
