@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from knowledge.ingest import ingest
-from knowledge.loaders import LoadError, decode_text, load_file
+from knowledge.limits import LoadLimits
+from knowledge.loaders import LoadError, decode_text, iter_files, load_file
 from knowledge.registry import KnowledgeBaseRegistry
+
+from .hostile import (
+    MiB,
+    make_link_trap,
+    write_deep_html,
+    write_deep_pdf,
+    write_encrypted_pdf,
+    write_long_line,
+    write_many_pages_pdf,
+    write_sparse,
+    write_zip_bomb_docx,
+)
 
 
 def test_encodings_are_detected() -> None:
@@ -113,3 +127,112 @@ def test_file_over_the_size_limit_is_reported(tmp_path: Path) -> None:
     kb = KnowledgeBaseRegistry(tmp_path / "home").create("lim", embedder="none")
     report = ingest(kb, [path], max_bytes=1000)
     assert report.failed and "too large" in report.failed[0].reason
+
+
+# -- the fault suite: nothing outside the folder, bounded work on hostile files ---------------------------------------
+@pytest.mark.fault
+def test_links_leading_outside_the_folder_are_skipped_and_reported(tmp_path: Path) -> None:
+    trap = make_link_trap(tmp_path)
+    kb = KnowledgeBaseRegistry(tmp_path / "home").create("links", embedder="none")
+    report = ingest(kb, [trap["folder"]])
+    reasons = {Path(f.path).name: f.reason for f in report.failed}
+    assert reasons == {
+        "link.txt": "skipped: link.txt -> outside the folder",
+        "etc": "skipped: etc -> outside the folder",
+        "broken.md": "skipped: broken.md -> broken link",
+    }
+    # the link inside is followed; the file it names is read once (keyed by its real path); the loop ends
+    assert report.added == [str(trap["good"].resolve())]
+    assert kb.bm25_index().search("secret-token-4711 root", 5) == []
+    assert all("secret-token" not in c.text for c in kb.bm25_index().chunks)
+
+
+@pytest.mark.fault
+def test_iter_files_follows_inside_links_once_and_names_what_it_skips(tmp_path: Path) -> None:
+    trap = make_link_trap(tmp_path)
+    skipped: list[tuple[str, str]] = []
+    found = list(iter_files([trap["folder"]], on_skip=lambda p, why: skipped.append((p.name, why))))
+    assert [p.relative_to(trap["folder"]).as_posix() for p, _ in found] == ["inside.md", "notes.md"]
+    assert sorted(n for n, _ in skipped) == ["broken.md", "etc", "link.txt"]
+    # a file named directly is read as given: the person who typed the path chose it
+    assert list(iter_files([trap["folder"] / "link.txt"])) == [(trap["folder"] / "link.txt", True)]
+
+
+@pytest.mark.fault
+def test_hostile_files_each_get_a_limit_and_the_batch_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    # Limits are settings; lowered here so the files stay small (the benchmark runs them at full size).
+    monkeypatch.setenv("RAGENT_MAX_UNZIPPED_MB", "8")
+    monkeypatch.setenv("RAGENT_MAX_PDF_PAGES", "50")
+    write_zip_bomb_docx(folder / "bomb.docx", 40 * MiB)
+    write_many_pages_pdf(folder / "manual.pdf", 60)
+    write_deep_pdf(folder / "deep.pdf")
+    write_sparse(folder / "giant.txt", 1024 * MiB)  # 1 GiB by its size, nothing on disk
+    write_long_line(folder / "one line.txt", 10 * MiB)
+    write_deep_html(folder / "deep.html", 100_000)
+    (folder / "zz good.md").write_text("# Good\n\nThe rest of the batch goes on.\n", encoding="utf-8")
+    kb = KnowledgeBaseRegistry(tmp_path / "home").create("hostile", embedder="none")
+    report = ingest(kb, [folder])
+    reasons = {Path(f.path).name: f.reason for f in report.failed}
+    assert [Path(p).name for p in report.added] == ["zz good.md"]
+    assert "zip bomb" in reasons["bomb.docx"] and "RAGENT_MAX_UNZIPPED_MB" in reasons["bomb.docx"]
+    assert "60 pages" in reasons["manual.pdf"] and "RAGENT_MAX_PDF_PAGES" in reasons["manual.pdf"]
+    assert "pdf" in reasons["deep.pdf"]
+    assert "too large" in reasons["giant.txt"] and "1,024.0 MiB" in reasons["giant.txt"]
+    assert "RAGENT_MAX_LINE_CHARS" in reasons["one line.txt"]
+    assert "RAGENT_MAX_HTML_DEPTH" in reasons["deep.html"]
+    assert len(reasons) == 6
+
+
+@pytest.mark.fault
+def test_time_limit_is_checked_between_pages(tmp_path: Path) -> None:
+    pdf = write_many_pages_pdf(tmp_path / "slow.pdf", 5)
+    with pytest.raises(LoadError, match="took longer than .* RAGENT_LOAD_TIMEOUT"):
+        load_file(pdf, limits=LoadLimits(max_seconds=1e-9))
+    assert len(load_file(pdf, limits=LoadLimits())) == 5
+
+
+@pytest.mark.fault
+def test_ordinary_sloppy_html_is_not_mistaken_for_a_deep_one(tmp_path: Path) -> None:
+    page = tmp_path / "sloppy.html"
+    page.write_text("<html><body><ul>" + "<li><p>item <b>bold</b><br>" * 2000 + "</ul></body></html>", encoding="utf-8")
+    assert "item" in load_file(page, limits=LoadLimits(max_html_depth=64))[0].text
+
+
+@pytest.mark.fault
+def test_encrypted_pdf_with_an_empty_user_password_opens(tmp_path: Path) -> None:
+    open_pdf = write_encrypted_pdf(tmp_path / "restricted.pdf", user_password="")
+    assert "Encrypted but readable" in load_file(open_pdf)[0].text
+    locked = write_encrypted_pdf(tmp_path / "locked.pdf", user_password="pw")
+    with pytest.raises(LoadError) as info:
+        load_file(locked)
+    assert info.value.reason.startswith("encrypted: ") and "password" in info.value.reason
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.fault
+def test_pdf_library_lines_join_the_reason_and_never_reach_the_root_logger(tmp_path: Path) -> None:
+    bad = tmp_path / "corrupt.pdf"
+    bad.write_bytes(b"%PDF-1.4\n this is not really a pdf")
+    # (caplog is no use here: pytest 9 attaches its handler to non-propagating loggers too.)
+    root = logging.getLogger()
+    seen, old_level = _ListHandler(), root.level
+    root.addHandler(seen)
+    root.setLevel(logging.DEBUG)
+    try:
+        with pytest.raises(LoadError) as info:
+            load_file(bad)
+    finally:
+        root.removeHandler(seen)
+        root.setLevel(old_level)
+    assert info.value.reason.count("EOF marker not found") == 1
+    assert not [r for r in seen.records if r.name.startswith("pypdf")]
