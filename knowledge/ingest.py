@@ -253,7 +253,7 @@ def _run(
     tracker.files_total = len(todo)
     tracker.bytes_total = sum(size for *_, size in todo)
     tracker.set_phase(
-        "loading" if todo else "finishing",
+        "scanning",
         f"{len(found)} files found: {len(todo)} to read ({format_bytes(tracker.bytes_total)}), {len(report.unchanged)} unchanged"
         + (f", {len(report.removed)} removed" if report.removed else ""),
     )

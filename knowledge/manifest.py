@@ -20,6 +20,19 @@ from knowledge.errors import KnowledgeBaseError
 MANIFEST_VERSION = 1
 
 
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # a platform or file system without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 @dataclass
 class FileRecord:
     """One ingested file. ``complete`` is False when reconciliation found chunks missing from the store."""
@@ -67,7 +80,8 @@ class Manifest:
         return cls(**known, files=files)
 
     def save(self, path: Path) -> None:
-        """Write to a temporary file, flush it to disk, then rename over the old one."""
+        """Write to a temporary file, flush it to disk, rename it over the old one, then flush the folder (so the
+        rename itself survives a power cut; a killed process never leaves a half-written manifest either way)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".json", dir=path.parent)
         try:
@@ -76,6 +90,7 @@ class Manifest:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
+            _fsync_dir(path.parent)
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)

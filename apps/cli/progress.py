@@ -22,6 +22,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, NoReturn
@@ -42,12 +43,16 @@ def progress_interval() -> float:
 
 
 class PlainIngestView:
-    """Plain lines on ``stream``: a new phase at once, then the latest status every ``interval`` seconds."""
+    """Plain lines on ``stream``: a new phase at once, then a status line whenever ``interval`` seconds pass
+    without one (while scanning or loading a model too: "still loading ... (35 s)")."""
 
     def __init__(self, stream: IO[str], interval: float) -> None:
         self.stream = stream
         self.interval = interval
         self.latest: IngestProgress | None = None
+        self._phase_text = ""
+        self._phase_started = time.monotonic()
+        self._last_write = time.monotonic()
         self._lock = threading.RLock()
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._tick, name="ragent-progress", daemon=True)
@@ -55,22 +60,47 @@ class PlainIngestView:
 
     def __call__(self, p: IngestProgress) -> None:
         with self._lock:
-            changed = self.latest is None or p.phase != self.latest.phase or bool(p.message)
+            new_phase = self.latest is None or p.phase != self.latest.phase
             self.latest = p
-        if changed and p.phase not in ("done", "stopped") and (p.message or p.phase == "ingesting"):
-            self.write(p.line() if p.phase != "ingesting" else f"{p.kb}: ingesting {p.files_total} files")
+            if new_phase:  # a phase's first message says what it does: "still <that> (35 s)"
+                self._phase_started = time.monotonic()
+                self._phase_text = p.message
+            if p.phase in ("done", "stopped") or not (new_phase or p.message):
+                return
+            if p.phase == "ingesting":
+                self.write(f"{p.kb}: ingesting {p.files_total} files")
+            elif p.message:
+                self.write(p.line())
 
     def write(self, text: str) -> None:
         with self._lock:
             self.stream.write(text + "\n")
             self.stream.flush()
+            self._last_write = time.monotonic()
+
+    def status(self) -> str | None:
+        """The line the timer prints now (None once the run is over)."""
+        p = self.latest
+        if p is None or p.phase in ("done", "stopped"):
+            return None
+        if p.phase == "ingesting":
+            current = os.path.basename(p.current)
+            return p.line() + (f" (reading {current})" if current else "")
+        waited = format_seconds(time.monotonic() - self._phase_started)
+        return f"{p.kb}: still {self._phase_text or p.phase} ({waited})"
 
     def _tick(self) -> None:
-        while not self._closed.wait(self.interval):
-            p = self.latest
-            if p is not None and p.phase == "ingesting":
-                current = os.path.basename(p.current)
-                self.write(p.line() + (f" (reading {current})" if current else ""))
+        while not self._closed.is_set():
+            wait = self.interval - (time.monotonic() - self._last_write)
+            if wait > 0:
+                self._closed.wait(wait)
+                continue
+            with self._lock:
+                line = self.status()
+                if line is not None:
+                    self.write(line)
+                else:
+                    self._last_write = time.monotonic()
 
     def close(self) -> None:
         self._closed.set()
@@ -88,7 +118,7 @@ class RichIngestView:
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
             TextColumn("{task.fields[status]}"), console=self.console, transient=False,
         )
-        self.task = self.bar.add_task("ingest", total=None, status="")
+        self.task = self.bar.add_task("", total=None, status="")
         self.bar.start()
 
     def __call__(self, p: IngestProgress) -> None:

@@ -77,7 +77,7 @@ def register(app: typer.Typer) -> None:
             if with_default_kb:
                 typer.echo(f"knowledge base {DEFAULT_KB}: reading the user guide ...", err=True)
                 registry = KnowledgeBaseRegistry(settings.home, models_dir=settings.models_dir)
-                report = ensure_default_kb(registry, docs=docs, embedder=kb_embedder, progress=sys.stderr.isatty())
+                report = ensure_default_kb(registry, docs=docs, embedder=kb_embedder, progress=True)
                 typer.echo(f"knowledge base {DEFAULT_KB}: {report.summary()}", err=True)
                 for failed in report.failed:
                     typer.secho(f"  failed: {failed.path}: {failed.reason}", fg=typer.colors.YELLOW, err=True)

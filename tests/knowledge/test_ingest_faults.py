@@ -155,7 +155,7 @@ def test_sigterm_stops_too(setup: tuple[KnowledgeBaseRegistry, Path, Path], tmp_
 def test_kill_9_then_rerun_gives_the_clean_index(setup: tuple[KnowledgeBaseRegistry, Path, Path], tmp_path: Path) -> None:
     registry, home, corpus = setup
     log = tmp_path / "out.log"
-    proc = _start(home, 0.01, "kb", "ingest", "kb", str(corpus), log=log)
+    proc = _start(home, 0.03, "kb", "ingest", "kb", str(corpus), log=log)  # ~8 s of embedding
     killed_at = _wait_for_files(home / "kb" / "kb" / "manifest.json", proc, 3)
     assert proc.poll() is None, "the kill must land in the middle of the run:\n" + log.read_text()
     proc.kill()
