@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -244,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     env = {**os.environ, "RAGENT_BASE_URL": settings.base_url, "HF_HUB_OFFLINE": "1"}
     env.pop("RAGENT_API_SERVER_KEY", None)
     api_url, mcp_url = f"http://127.0.0.1:{args.api_port}/v1", f"http://127.0.0.1:{args.mcp_port}/mcp"
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that `finally` stops the services it started
     procs = [start(["api", "--port", str(args.api_port), "--log-level", "warning"], api_url.removesuffix("/v1") + "/health", env)]
     result: dict[str, Any] = {"command": " ".join(["benchmarks/api.py", *(argv if argv is not None else sys.argv[1:])]),
                               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "base_url": settings.base_url, "backend": args.backend, "load_average_before": os.getloadavg()}

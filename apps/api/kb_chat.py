@@ -60,6 +60,7 @@ class _AnswerWorker:
         self.queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.loop = asyncio.get_running_loop()
         self.cancelled = threading.Event()
+        self.streaming = False
 
     def _put(self, item: tuple[str, Any]) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening any more
@@ -68,7 +69,8 @@ class _AnswerWorker:
     def _on_delta(self, delta: str) -> None:
         if self.cancelled.is_set():
             raise _Cancelled
-        self._put(("delta", delta))
+        if self.streaming:
+            self._put(("delta", delta))
 
     def _run(self, streaming: bool) -> None:
         from core.rag import answer
@@ -84,7 +86,7 @@ class _AnswerWorker:
                 client=self.service.client,
                 history=req.history(),
                 tokenizer=self.service.tokenizer(),
-                on_delta=self._on_delta if streaming else None,
+                on_delta=self._on_delta,  # also when not streaming: a client that went away stops the answer
                 **params,
             )
             self._put(("done", result))
@@ -94,6 +96,7 @@ class _AnswerWorker:
             self._put(("error", exc))
 
     def start(self, streaming: bool) -> None:
+        self.streaming = streaming
         threading.Thread(target=self._run, args=(streaming,), name=f"kb-answer-{self.name}", daemon=True).start()
 
     async def next(self) -> tuple[str, Any]:
@@ -108,7 +111,10 @@ async def kb_completion(service: ApiService, name: str, req: ChatCompletionReque
     async with service.slot():
         worker = _AnswerWorker(service, name, req)
         worker.start(streaming=False)
-        _, result = await worker.next()
+        try:
+            _, result = await worker.next()
+        finally:
+            worker.cancelled.set()
     message = {"role": "assistant", "content": result.text, **_extensions(result)}
     return completion(req.model, message, usage=_usage(result))
 

@@ -156,3 +156,19 @@ def test_health_is_open_and_reports_backend(backend: FakeOpenAIServer) -> None:
         assert health["status"] == "ok" and health["backend"] is True
         models = openai.OpenAI(base_url=url, api_key="s3cret").models.list()
         assert models.data[0].id == "fake-model"
+
+
+def test_requests_beyond_the_concurrency_limit_wait_their_turn(backend: FakeOpenAIServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    backend.script(*(FakeReply(text=f"answer {i}", delay=0.2) for i in range(3)))
+    with api_service(backend.url, concurrency=1) as url:
+        client = openai.OpenAI(base_url=url, api_key="-")
+
+        def ask(i: int) -> str:
+            reply = client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": f"q{i}"}])
+            return reply.choices[0].message.content or ""
+
+        with ThreadPoolExecutor(3) as pool:
+            answers = sorted(pool.map(ask, range(3)))
+    assert answers == ["answer 0", "answer 1", "answer 2"] and backend.max_in_flight == 1
