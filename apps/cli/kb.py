@@ -125,8 +125,9 @@ def _say_stopped(name: str, paths: list[Path], report: Any, kb: Any, signum: int
     chunks = sum(len(kb.manifest.files[k].chunk_ids) for k in kept if k in kb.manifest.files)
     command = " ".join(["ragent", "kb", "ingest", shlex.quote(name), *(shlex.quote(str(p)) for p in paths)])
     cached = ""
-    if report.chunks_embedded > report.chunks_written and getattr(kb.embedder, "cache", None) is not None:
-        cached = f"; the {report.chunks_embedded} chunks embedded so far are in the embedding cache and are not embedded again"
+    extra = report.chunks_embedded - chunks
+    if extra > 0 and getattr(kb.embedder, "cache", None) is not None:
+        cached = f"; {extra} chunks of those are embedded already and cached, so the rerun does not embed them again"
     typer.secho(
         f"stopped by {what}: kept the {len(kept)} files finished in this run ({chunks} chunks)"
         f"{'; ' + str(len(report.unchanged)) + ' more were already up to date' if report.unchanged else ''}; "

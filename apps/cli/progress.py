@@ -111,11 +111,11 @@ class RichIngestView:
 
     def __init__(self) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         self.console = Console(stderr=True)
         self.bar = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
+            SpinnerColumn(), TextColumn("[bold]{task.description}"), TimeElapsedColumn(), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
             TextColumn("{task.fields[status]}"), console=self.console, transient=False,
         )
         self.task = self.bar.add_task("", total=None, status="")

@@ -98,6 +98,7 @@ def test_reconcile_repairs_a_half_written_run(tmp_path: Path) -> None:
     assert _state(kb) == clean
 
 
+@pytest.mark.fault
 def test_kill_9_during_ingestion_then_rerun_gives_the_same_index(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     _write_corpus(corpus, 150, paragraphs=12)
