@@ -44,6 +44,7 @@ import numpy as np
 
 from knowledge.base import KnowledgeBase
 from knowledge.embed_worker import EmbeddingStopped, EmbedWorker, wait_for
+from knowledge.errors import KnowledgeBaseError
 from knowledge.loaders import LoadError, is_supported, iter_files, load_file
 from knowledge.manifest import FileRecord
 from knowledge.progress import ProgressCallback, ProgressTracker, format_bytes
@@ -285,6 +286,7 @@ def _pipeline(
     buffer: list[tuple[_Job, Chunk]] = []
     last_save = time.monotonic()
     dirty = False
+    failing = False
     done_keys: set[str] = set()
 
     def commit(job: _Job) -> None:
@@ -387,12 +389,21 @@ def _pipeline(
             store.delete(sorted(stray))
         report.pending = [str(p) for k, p, *_ in todo if k not in done_keys]
         raise _Stop from None
+    except BaseException:
+        failing = True
+        raise
     finally:
-        if pending or stop.is_set():
+        if pending or stop.is_set() or failing:
             cancel.set()
         worker.close()
         if dirty:
-            kb.save_manifest()
+            try:
+                kb.save_manifest()
+            except KnowledgeBaseError as exc:
+                if not failing:
+                    raise
+                # The error already on its way (a full disk, a failing model) is the one to report.
+                log.error("%s", exc)
 
 
 def _saved_fingerprint(kb: KnowledgeBase) -> str | None:

@@ -20,6 +20,13 @@ from knowledge.errors import KnowledgeBaseError
 MANIFEST_VERSION = 1
 
 
+def _write_error(path: Path, exc: OSError) -> KnowledgeBaseError:
+    return KnowledgeBaseError(
+        f"cannot write the manifest {path} ({exc.strerror or exc}); the one written before is intact. Free some disk "
+        "space (or fix the folder's permissions) and run the same command again: it goes on from the last saved state."
+    )
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
@@ -82,8 +89,11 @@ class Manifest:
     def save(self, path: Path) -> None:
         """Write to a temporary file, flush it to disk, rename it over the old one, then flush the folder (so the
         rename itself survives a power cut; a killed process never leaves a half-written manifest either way)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".json", dir=path.parent)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".manifest-", suffix=".json", dir=path.parent)
+        except OSError as exc:
+            raise _write_error(path, exc) from exc
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(self.to_dict(), fh, ensure_ascii=False, indent=1)
@@ -91,9 +101,11 @@ class Manifest:
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
             _fsync_dir(path.parent)
-        except BaseException:
+        except BaseException as exc:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+            if isinstance(exc, OSError):
+                raise _write_error(path, exc) from exc
             raise
 
     @classmethod

@@ -38,3 +38,24 @@ def test_damaged_or_newer_manifests_say_what_to_do(tmp_path: Path) -> None:
     path.write_text(json.dumps({**_manifest().to_dict(), "version": MANIFEST_VERSION + 1}))
     with pytest.raises(KnowledgeBaseError, match="upgrade ragent"):
         Manifest.load(path)
+
+
+def test_a_failed_write_is_a_clear_error_and_keeps_the_old_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "kb" / "manifest.json"
+    m = _manifest()
+    m.save(path)
+    before = path.read_bytes()
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("knowledge.manifest.os.fsync", full)
+    m.description = "changed"
+    with pytest.raises(KnowledgeBaseError, match=r"No space left on device.*intact.*run the same command again"):
+        m.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in path.parent.iterdir()] == ["manifest.json"]  # the temporary file is gone
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    with pytest.raises(KnowledgeBaseError, match="cannot write the manifest"):
+        m.save(blocked / "manifest.json")
