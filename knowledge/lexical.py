@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -163,7 +164,17 @@ class BM25Index:
 
     # -- persistence ----------------------------------------------------------------------------------------------
     def save(self, directory: Path) -> None:
-        """Write to a temporary folder, then swap it in: a crash never leaves a half index that looks whole."""
+        """Write to a temporary folder, then swap it in: a crash never leaves a half index that looks whole. On a full
+        disk the old index stays as it was and this one is only kept in memory (a warning says so): searching goes
+        on, and a later run saves it."""
+        try:
+            self._save(directory)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            log.warning("no space left to save the keyword index at %s; it is used from memory until a later run saves it", directory)
+
+    def _save(self, directory: Path) -> None:
         directory.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".bm25-", dir=directory.parent))
         try:

@@ -14,14 +14,20 @@ Example::
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
 
+from knowledge.errors import KnowledgeBaseError
 from knowledge.types import Chunk, Hit
 from llm_backend.errors import ConfigError, RagentError
 
@@ -32,6 +38,10 @@ _META_TYPES = (str, int, float, bool)
 
 class StoreError(RagentError):
     """The chunk store failed (server unreachable, collection missing, ...)."""
+
+
+class StoreFullError(KnowledgeBaseError):
+    """A write to the store failed because the disk under it is full."""
 
 
 def _clean_meta(meta: dict[str, Any]) -> dict[str, Any]:
@@ -167,23 +177,71 @@ class ChromaStore:
         step = self.max_batch()
         for start in range(0, len(chunks), step):
             part = chunks[start : start + step]
-            self.collection.upsert(
-                ids=[c.id for c in part],
-                embeddings=np.asarray(embeddings[start : start + step], dtype=np.float32),
-                documents=[c.text for c in part],
-                metadatas=[_clean_meta(c.meta) for c in part],
-            )
+            vectors = np.asarray(embeddings[start : start + step], dtype=np.float32)
+            need = vectors.nbytes + sum(len(c.text.encode()) + 200 for c in part)
+            with self._write_guard(need):
+                self.collection.upsert(
+                    ids=[c.id for c in part], embeddings=vectors, documents=[c.text for c in part], metadatas=[_clean_meta(c.meta) for c in part]
+                )
 
     def delete(self, ids: Sequence[str]) -> None:
         """Remove chunks by id (unknown ids are ignored)."""
         ids = list(ids)
         step = self.max_batch()
         for start in range(0, len(ids), step):
-            self.collection.delete(ids=ids[start : start + step])
+            with self._write_guard(0):
+                self.collection.delete(ids=ids[start : start + step])
+
+    @contextmanager
+    def _write_guard(self, need: int) -> Iterator[None]:
+        """Turn a store call that failed because the disk is full into :class:`StoreFullError`. Chroma reports it as
+        a bare "Error in compaction" (and later reads, which apply the logged write first, fail the same way), so when
+        a call fails the space is probed for real: the bytes the write needed (times 4 for the log and the indexes,
+        plus 1 MiB) are reserved with ``posix_fallocate`` in the store's folder."""
+        try:
+            yield
+        except RagentError:
+            raise
+        except Exception as exc:
+            full = self._out_of_space(exc, need)
+            # Chroma's compactor failing to apply its log is what a full disk looks like on the next calls.
+            if full or any(s in str(exc).lower() for s in ("apply logs", "compactor", "compaction")):
+                free = shutil.disk_usage(self.location).free if os.path.isdir(self.location) else 0
+                cause = "is full" if full else "could not take the store's pending writes (a full disk is the usual cause)"
+                raise StoreFullError(
+                    f"the disk holding the knowledge base store {self.location} {cause}: {free / 2**20:.1f} MiB free. What "
+                    "was stored before is intact (keyword search still works); free some space (or move RAGENT_HOME) and run "
+                    f"the same command again: ingestion repairs the interrupted write and goes on where it stopped. ({exc})"
+                ) from exc
+            raise
+
+    def _out_of_space(self, exc: BaseException, need: int) -> bool:
+        chain: BaseException | None = exc
+        while chain is not None:
+            if isinstance(chain, OSError) and chain.errno == errno.ENOSPC:
+                return True
+            if any(s in str(chain).lower() for s in ("no space left", "disk is full", "disk full")):
+                return True
+            chain = chain.__cause__ or chain.__context__
+        if self.location.startswith(("http://", "https://")) or not os.path.isdir(self.location):
+            return False
+        try:
+            fd, probe = tempfile.mkstemp(dir=self.location, prefix=".space-probe-")
+        except OSError as err:
+            return err.errno == errno.ENOSPC
+        try:
+            os.posix_fallocate(fd, 0, 4 * need + 2**20)
+            return False
+        except OSError as err:
+            return err.errno == errno.ENOSPC
+        finally:
+            os.close(fd)
+            os.unlink(probe)
 
     # -- reads ----------------------------------------------------------------------------------------------------
     def count(self) -> int:
-        return int(self.collection.count())
+        with self._write_guard(0):
+            return int(self.collection.count())
 
     def ids(self) -> set[str]:
         """Every chunk id in the store."""
@@ -191,7 +249,8 @@ class ChromaStore:
         page = 10_000
         offset = 0
         while True:
-            got = self.collection.get(include=[], limit=page, offset=offset)
+            with self._write_guard(0):  # a read applies logs a failed write left: it writes too
+                got = self.collection.get(include=[], limit=page, offset=offset)
             out.update(got["ids"])
             if len(got["ids"]) < page:
                 return out
@@ -201,7 +260,8 @@ class ChromaStore:
         """All chunks with text and metadata, a page at a time (for building the BM25 index)."""
         offset = 0
         while True:
-            got = self.collection.get(include=["documents", "metadatas"], limit=page, offset=offset)
+            with self._write_guard(0):
+                got = self.collection.get(include=["documents", "metadatas"], limit=page, offset=offset)
             for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
                 yield Chunk(cid, text or "", dict(meta or {}))
             if len(got["ids"]) < page:
@@ -212,7 +272,8 @@ class ChromaStore:
         """Chunks by id, in the order asked (missing ids are left out)."""
         if not ids:
             return []
-        got = self.collection.get(ids=list(ids), include=["documents", "metadatas"])
+        with self._write_guard(0):
+            got = self.collection.get(ids=list(ids), include=["documents", "metadatas"])
         by_id = {cid: Chunk(cid, text or "", dict(meta or {})) for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)}
         return [by_id[i] for i in ids if i in by_id]
 
@@ -221,12 +282,13 @@ class ChromaStore:
         if k <= 0:
             return []
         # No count() first: it costs ~10 ms on 10k chunks; Chroma returns fewer hits when it has fewer.
-        res = self.collection.query(
-            query_embeddings=[np.asarray(vector, dtype=np.float32)],
-            n_results=k,
-            where=where_clause(where),
-            include=["documents", "metadatas", "distances"],
-        )
+        with self._write_guard(0):
+            res = self.collection.query(
+                query_embeddings=[np.asarray(vector, dtype=np.float32)],
+                n_results=k,
+                where=where_clause(where),
+                include=["documents", "metadatas", "distances"],
+            )
         hits = []
         for cid, text, meta, dist in zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True):
             hits.append(Hit(cid, text or "", 1.0 - float(dist), dict(meta or {})))
