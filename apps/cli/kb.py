@@ -128,6 +128,9 @@ def _say_stopped(name: str, paths: list[Path], report: Any, kb: Any, signum: int
     extra = report.chunks_embedded - chunks
     if extra > 0 and getattr(kb.embedder, "cache", None) is not None:
         cached = f"; {extra} chunks of those are embedded already and cached, so the rerun does not embed them again"
+    if not kept and not report.pending:
+        typer.secho(f"stopped by {what} before any file was read; nothing was changed.", fg=typer.colors.YELLOW, err=True)
+        return
     typer.secho(
         f"stopped by {what}: kept the {len(kept)} files finished in this run ({chunks} chunks)"
         f"{'; ' + str(len(report.unchanged)) + ' more were already up to date' if report.unchanged else ''}; "

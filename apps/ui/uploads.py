@@ -117,8 +117,12 @@ class _IngestWork:
 
         kb = self.registry.open(self.kb_name)
 
+        said = {"text": ""}  # a phase's message comes once; keep showing it until the next
+
         def progress(p: IngestProgress) -> None:
-            job.update(done=p.files_done, total=p.files_total, message=p.line())
+            if p.message or p.phase not in ("scanning", "loading"):
+                said["text"] = p.status()
+            job.update(done=p.files_done, total=p.files_total or None, message=said["text"])
 
         report = ingest(kb, self.paths, progress=progress)
         for failed in report.failed:
