@@ -25,9 +25,10 @@ def corpus(tmp_path: Path) -> Path:
 
 
 def _ok(args: list[str]) -> str:
+    """stdout of a successful command (progress lines go to stderr, as in a terminal)."""
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    return result.output
+    return result.stdout
 
 
 def test_kb_lifecycle(corpus: Path) -> None:
