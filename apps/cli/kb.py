@@ -90,11 +90,11 @@ def ingest(
     from apps.cli.progress import exit_now, ingest_view, stop_on_signals
 
     with stop_on_signals() as stop, _errors():
-        from knowledge.ingest import ingest as run_ingest
-
         with ingest_view(progress) as view:
-            if view is not None:
+            if view is not None:  # at once: the imports below take a second or more
                 view.write(f"{name}: opening the knowledge base")
+            from knowledge.ingest import ingest as run_ingest
+
             registry, _ = _registry()
             kb = registry.open(name)
             report = run_ingest(kb, paths, progress=view, stop=stop.event)
