@@ -62,6 +62,8 @@ class EmbedWorker:
         self._sub = 16
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self.loaded = threading.Event()
+        self.load_failure: BaseException | None = None
+        """What loading the model raised (set before :attr:`loaded`)."""
         self._thread = threading.Thread(target=self._run, name="ragent-embed", daemon=True)
         self._thread.start()
 
@@ -86,8 +88,9 @@ class EmbedWorker:
             if callable(warm_up):
                 warm_up()
             self.tracker.embedder_ready()
-        except BaseException as exc:  # reported through every window's future
+        except BaseException as exc:  # reported through every window's future, and by load_error()
             failure = exc
+            self.load_failure = exc
         finally:
             self.loaded.set()
         while True:

@@ -340,6 +340,8 @@ def _pipeline(
             while not worker.loaded.wait(0.1):
                 _check(stop)
                 tracker.tick()
+            if worker.load_failure is not None:
+                raise worker.load_failure
         tracker.set_phase("ingesting")
         for key, path, digest, size in todo:
             _check(stop)

