@@ -59,7 +59,7 @@ class EmbedWorker:
         self.min_sub_batch = min_sub_batch
         self.max_sub_batch = max_sub_batch
         self.seconds_per_text: float | None = None
-        self._sub = 16
+        self._sub = min_sub_batch  # small first: the first progress comes soon and measures the speed
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self.loaded = threading.Event()
         self.load_failure: BaseException | None = None

@@ -47,7 +47,7 @@ from knowledge.embed_worker import EmbeddingStopped, EmbedWorker, wait_for
 from knowledge.errors import KnowledgeBaseError
 from knowledge.loaders import LoadError, is_supported, iter_files, load_file
 from knowledge.manifest import FileRecord
-from knowledge.progress import ProgressCallback, ProgressTracker, format_bytes
+from knowledge.progress import ProgressCallback, ProgressTracker, format_bytes, plural
 from knowledge.splitter import context_text
 from knowledge.types import Chunk
 
@@ -255,7 +255,7 @@ def _run(
     tracker.bytes_total = sum(size for *_, size in todo)
     tracker.set_phase(
         "scanning",
-        f"{len(found)} files found: {len(todo)} to read ({format_bytes(tracker.bytes_total)}), {len(report.unchanged)} unchanged"
+        f"{plural(len(found), 'file')} found: {len(todo)} to read ({format_bytes(tracker.bytes_total)}), {len(report.unchanged)} unchanged"
         + (f", {len(report.removed)} removed" if report.removed else ""),
     )
     if todo:

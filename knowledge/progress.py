@@ -25,6 +25,11 @@ Phase = Literal["scanning", "loading", "ingesting", "finishing", "done", "stoppe
 ``finishing`` (saving the manifest, rebuilding BM25); ``done``; ``stopped`` on request, finished files kept."""
 
 
+def plural(n: int, word: str) -> str:
+    """``1 file``, ``3 files``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def format_bytes(n: float) -> str:
     """``812 B``, ``45.3 KB``, ``2.1 MB``, ``1.4 GB``."""
     for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):

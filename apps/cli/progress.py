@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, NoReturn
 
-from knowledge.progress import IngestProgress, format_seconds
+from knowledge.progress import IngestProgress, format_seconds, plural
 
 DEFAULT_INTERVAL = 5.0
 """Seconds between plain progress lines (``$RAGENT_PROGRESS_INTERVAL`` overrides)."""
@@ -68,7 +68,7 @@ class PlainIngestView:
             if p.phase in ("done", "stopped") or not (new_phase or p.message):
                 return
             if p.phase == "ingesting":
-                self.write(f"{p.kb}: ingesting {p.files_total} files")
+                self.write(f"{p.kb}: ingesting {plural(p.files_total, 'file')}")
             elif p.message:
                 self.write(p.line())
 
