@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from evaluation.registry import TaskRegistry
 from evaluation.runner import RunOptions, run_task
 from llm_backend.client import OpenAIChatClient
@@ -35,6 +37,7 @@ def _asked(server: FakeOpenAIServer) -> list[str]:
     return [b["messages"][-1]["content"] for b in server.chat_requests()]
 
 
+@pytest.mark.fault
 def test_kill_9_then_resume(tmp_path: Path) -> None:
     data = tmp_path / "data"
     write_tiny(data, n=N)

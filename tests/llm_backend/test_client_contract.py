@@ -83,12 +83,14 @@ def test_json_schema_request(server: FakeOpenAIServer) -> None:
     assert server.chat_requests()[-1]["response_format"]["type"] == "json_schema"
 
 
+@pytest.mark.fault
 def test_retries_on_5xx_and_429_then_succeeds(server: FakeOpenAIServer) -> None:
     server.script(FakeReply(status=500), FakeReply(status=429, retry_after=0), FakeReply(status=503), "finally")
     assert make_client(server, max_retries=3).chat(USER).text == "finally"
     assert len(server.chat_requests()) == 4
 
 
+@pytest.mark.fault
 def test_gives_up_after_retries_with_status_in_message(server: FakeOpenAIServer) -> None:
     server.script(*[FakeReply(status=500, error="engine exploded")] * 3)
     with pytest.raises(BackendError, match="answered 500: engine exploded.*Gave up after 2 retries") as err:
@@ -96,6 +98,7 @@ def test_gives_up_after_retries_with_status_in_message(server: FakeOpenAIServer)
     assert err.value.status_code == 500
 
 
+@pytest.mark.fault
 def test_bad_request_is_not_retried(server: FakeOpenAIServer) -> None:
     server.script(FakeReply(status=400, error="This model's maximum context length is 4096 tokens"), "never")
     with pytest.raises(BackendError, match="lower top-k"):
@@ -103,12 +106,14 @@ def test_bad_request_is_not_retried(server: FakeOpenAIServer) -> None:
     assert len(server.chat_requests()) == 1
 
 
+@pytest.mark.fault
 def test_timeout(server: FakeOpenAIServer) -> None:
     server.script(FakeReply(text="late", delay=1.5))
     with pytest.raises(BackendTimeoutError, match="did not answer within"):
         make_client(server, timeout=0.3).chat(USER)
 
 
+@pytest.mark.fault
 def test_connection_dropped_mid_stream_keeps_partial_text(server: FakeOpenAIServer) -> None:
     server.script(FakeReply(text="one two three four five", drop_after=3))
     received: list[str] = []
