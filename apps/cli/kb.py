@@ -97,7 +97,7 @@ def ingest(
 
             registry, _ = _registry()
             kb = registry.open(name)
-            report = run_ingest(kb, paths, progress=view, stop=stop.event)
+            report = run_ingest(kb, paths, progress=stop.follow(view), stop=stop.event)
         if as_json:
             _echo_json({"knowledge_base": name, **report.to_dict()})
         else:

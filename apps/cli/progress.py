@@ -164,6 +164,23 @@ class StopRequest:
 
     event: threading.Event = field(default_factory=threading.Event)
     signum: int | None = None
+    leave_at_once: str | None = None
+    """Set while nothing is left to keep (e.g. the files are committed and only the keyword index is being
+    rebuilt): a signal then prints this and exits at once instead of waiting for the step to end."""
+
+    def follow(self, view: Any) -> Any:
+        """A progress callback that passes snapshots on to ``view`` (may be None) and, in the ``finishing`` phase
+        (every file committed, the manifest saved), lets a signal leave at once."""
+
+        def callback(p: IngestProgress) -> None:
+            self.leave_at_once = (
+                f"stopped while {p.message or 'finishing'}: every file is kept; the keyword index is rebuilt by the "
+                "next ingest or search." if p.phase == "finishing" else None
+            )
+            if view is not None:
+                view(p)
+
+        return callback
 
     @property
     def exit_code(self) -> int:
@@ -195,8 +212,10 @@ def stop_on_signals() -> Iterator[StopRequest]:
     request = StopRequest()
 
     def handler(signum: int, frame: Any) -> None:
-        if request.event.is_set():
-            os.write(2, b"\nstopping now; files finished so far are kept.\n")
+        if request.event.is_set() or request.leave_at_once:
+            # What is on disk is what kill -9 would leave, which a rerun repairs (tests/knowledge/test_ingest_faults.py).
+            text = request.leave_at_once or "stopping now; files finished so far are kept."
+            os.write(2, f"\n{text}\n".encode())
             os._exit(128 + signum)
         # Nothing is printed here: the handler may run while the main thread holds the console; the ingestion
         # stops within a second and the command then says what was kept.

@@ -43,8 +43,8 @@ def _state(kb: KnowledgeBase) -> tuple[dict[str, list[str]], dict[str, str], int
     return files, stored, kb.store.count()
 
 
-def _start(home: Path, delay: float, *args: str, log: Path, interval: float = 0.2) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "RAGENT_HOME": str(home), "PYTHONPATH": str(REPO), "RAGENT_PROGRESS_INTERVAL": str(interval)}
+def _start(home: Path, delay: float, *args: str, log: Path, interval: float = 0.2, slow_bm25: float = 0) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "RAGENT_HOME": str(home), "PYTHONPATH": str(REPO), "RAGENT_PROGRESS_INTERVAL": str(interval), "SLOW_BM25": str(slow_bm25)}
     with open(log, "wb") as out:
         return subprocess.Popen([sys.executable, str(SLOW_CLI), str(delay), *args], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
 
@@ -149,6 +149,26 @@ def test_sigterm_stops_too(setup: tuple[KnowledgeBaseRegistry, Path, Path], tmp_
         pytest.fail(f"still running after SIGTERM:\n{log.read_text()}")
     out = log.read_text(encoding="utf-8")
     assert proc.returncode == 143 and "stopped by SIGTERM" in out and "Traceback" not in out, out
+
+
+@pytest.mark.fault
+def test_sigint_while_rebuilding_the_keyword_index_leaves_at_once(setup: tuple[KnowledgeBaseRegistry, Path, Path], tmp_path: Path) -> None:
+    registry, home, corpus = setup
+    log = tmp_path / "out.log"
+    proc = _start(home, 0.0, "kb", "ingest", "kb", str(corpus), log=log, slow_bm25=60)
+    assert _wait_for_text(log, proc, "rebuilding the keyword index"), log.read_text()
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=STOP_SECONDS + MARGIN)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"still running after SIGINT:\n{log.read_text()}")
+    out = log.read_text(encoding="utf-8")
+    assert proc.returncode == 130 and "stopped while rebuilding the keyword index: every file is kept" in out, out
+    kb = registry.open("kb")
+    assert len(kb.manifest.files) == 30 and kb.store.ids() == kb.manifest.chunk_ids()
+    assert kb.bm25_index().search("第7号文件", 1)  # rebuilt on first use
+    assert len(ingest(kb, [corpus]).unchanged) == 30
 
 
 @pytest.mark.fault
