@@ -165,7 +165,7 @@ class OpenAIChatClient:
         """Map the official client's exceptions to ours, with the fix in the message."""
         if isinstance(exc, openai.APITimeoutError):
             return BackendTimeoutError(
-                f"model server at {url} did not answer within {self.settings.timeout:.0f} s "
+                f"model server at {url} did not answer within {self.settings.timeout:g} s "
                 f"(after {self.settings.max_retries} retries). Raise --timeout / RAGENT_TIMEOUT, or ask for fewer tokens."
             )
         if isinstance(exc, openai.APIConnectionError):
