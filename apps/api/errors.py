@@ -51,6 +51,7 @@ def model_not_found(model: str, message: str) -> ApiError:
 
 def from_ragent_error(exc: RagentError) -> ApiError:
     """The API error for one of our exceptions (the message is kept: it already says what to do)."""
+    from core.sandbox import SandboxUnavailableError
     from knowledge.errors import KnowledgeBaseBusyError, KnowledgeBaseNotFoundError
 
     message = str(exc)
@@ -65,6 +66,8 @@ def from_ragent_error(exc: RagentError) -> ApiError:
     if isinstance(exc, BackendError):
         status = exc.status_code if exc.status_code and 400 <= exc.status_code < 600 else 502
         return ApiError(status, message, type="backend_error", code=f"backend_{status}")
+    if isinstance(exc, SandboxUnavailableError):
+        return ApiError(503, message, type="sandbox_unavailable", code="sandbox_unavailable")
     if isinstance(exc, KnowledgeBaseBusyError):
         return ApiError(409, message, type="conflict", code="knowledge_base_busy")
     if isinstance(exc, ConfigError):

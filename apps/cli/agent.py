@@ -20,8 +20,8 @@ app = typer.Typer(help="Run tool-using agents: run a task, replay or resume a tr
 sandbox_app = typer.Typer(help="Run Python code in the sandbox (no network, no files outside its work folder).", no_args_is_help=True)
 
 TOOLS_HELP = (
-    "Comma-separated tools: calculator, python, datetime, files (with --files), kb (with --kb), or user tools as "
-    "package.module:function. Default: calculator,python,datetime."
+    "Comma-separated tools: calculator, python, datetime, files (with --files), kb (with --kb), mcp or mcp:NAME (the "
+    "MCP servers under mcp_servers: in the config), or user tools as package.module:function. Default: calculator,python,datetime."
 )
 
 

@@ -128,3 +128,22 @@ def test_backend_dying_before_the_first_sentence_is_an_http_error(api: str, back
             model="kb:guide", messages=[{"role": "user", "content": QUESTION}], stream=True
         ))
     assert info.value.status_code == 502 and _error(info.value)["code"] == "stream_interrupted"
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code"),
+    [
+        ("BackendTimeoutError", 504, "backend_timeout"),
+        ("SandboxUnavailableError", 503, "sandbox_unavailable"),
+        ("ConfigError", 400, "invalid_request"),
+        ("RagentError", 500, "internal_error"),
+    ],
+)
+def test_other_errors_map_to_their_status(error: str, status: int, code: str) -> None:
+    import core.sandbox
+    import llm_backend.errors
+    from apps.api.errors import from_ragent_error
+
+    cls = getattr(llm_backend.errors, error, None) or getattr(core.sandbox, error)
+    mapped = from_ragent_error(cls("what failed and what to do"))
+    assert (mapped.status, mapped.code) == (status, code) and mapped.message == "what failed and what to do"
