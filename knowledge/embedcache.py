@@ -32,7 +32,7 @@ from knowledge.embedders import Embedder
 
 log = logging.getLogger(__name__)
 
-CACHEABLE = frozenset({"e5", "minilm", "minilm-int8"})
+CACHEABLE = frozenset({"e5", "e5-int8", "minilm", "minilm-int8"})
 """Embedders whose vectors are cached: local models, fixed weights. ``server:`` models may change behind the same
 name, and ``hash`` is cheaper than a lookup."""
 

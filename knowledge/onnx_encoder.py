@@ -1,11 +1,12 @@
-"""A sentence-transformers BERT encoder (all-MiniLM-L6-v2) run by ONNX Runtime: the same vectors, ~1.8x the speed.
+"""BERT-family encoders run by ONNX Runtime: export once, fuse, cache, mean-pool. MiniLM lives here; the
+multilingual e5 engine (:mod:`knowledge.e5_onnx`) shares the export, the cache and the pooling.
 
 The model's own weights are exported once with ``torch.onnx`` (eager attention, so that ONNX Runtime's BERT
 optimizer can fuse each layer's attention, GELU and layer norms), fused by ``onnxruntime.transformers.optimizer``
-and cached under the data home (``models/minilm-onnx/<key>.onnx``; the key covers the source weights and the
-torch, onnx and onnxruntime versions). Everything stays fp32: vectors equal the sentence-transformers ones within
-~1e-6 (tests check it against the torch path), so knowledge bases and the embedding cache keep the name
-``minilm`` whichever engine wrote them.
+and cached under the data home (e.g. ``models/minilm-onnx/<key>.onnx``; the key covers the source weights and the
+torch, onnx and onnxruntime versions); a cached file ONNX Runtime cannot load is exported again. Everything stays
+fp32: MiniLM's vectors equal the sentence-transformers ones within ~1e-6 (tests check it against the torch path),
+so knowledge bases and the embedding cache keep the name ``minilm`` whichever engine wrote them.
 
 Encoding needs neither torch nor sentence-transformers: the tokenizer is the model's ``tokenizer.json`` through the
 ``tokenizers`` library, truncated at the model's ``max_seq_length``; texts are sorted by length and padded per
@@ -24,10 +25,10 @@ import os
 import tempfile
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -36,8 +37,9 @@ log = logging.getLogger(__name__)
 EXPORT_VERSION = "1"
 """Bumped when the export recipe changes, so that cached files are rebuilt."""
 
-_sessions: dict[str, OnnxSentenceEncoder] = {}
-_sessions_lock = threading.Lock()
+_sessions: dict[str, Any] = {}
+_sessions_lock = threading.RLock()
+T = TypeVar("T")
 
 
 class OnnxUnavailableError(RuntimeError):
@@ -79,23 +81,33 @@ def cache_key(model_dir: Path) -> str:
     weights = model_dir / "model.safetensors"
     stat = weights.stat()
     parts = [EXPORT_VERSION, str(model_dir.resolve()), str(stat.st_size), str(stat.st_mtime_ns)]
-    parts += [f"{p}={_version(p)}" for p in ("torch", "onnx", "onnxruntime", "transformers")]
+    parts += library_versions()
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def export(model_dir: Path, target: Path) -> dict[str, int]:
-    """Export ``model_dir``'s BERT to ``target`` (written atomically) and fuse it; returns the fused-operator counts."""
+def library_versions() -> list[str]:
+    """``package=version`` of every package that shapes an export (part of the cache keys)."""
+    return [f"{p}={_version(p)}" for p in ("torch", "onnx", "onnxruntime", "transformers")]
+
+
+def _quiet_new_loggers(known: set[str]) -> None:
+    for name in set(logging.root.manager.loggerDict) - known:  # the optimizer's modules log each pass at INFO
+        if not name.startswith(("knowledge", "llm_backend", "core", "apps", "evaluation")):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def export_bert(bert: Any, target: Path, *, num_heads: int, hidden_size: int) -> dict[str, int]:
+    """Export a transformers BERT module (eager attention) to ``target`` (written atomically), fused by ONNX
+    Runtime's BERT optimizer; returns the fused-operator counts. Inputs ``input_ids``, ``attention_mask``,
+    ``token_type_ids`` (batch x tokens, int64); output ``last_hidden_state``."""
     known_loggers = set(logging.root.manager.loggerDict)
     try:
         import onnx  # noqa: F401  (torch.onnx needs it)
         import torch
         from onnxruntime.transformers import optimizer
-        from transformers import AutoModel
     except ImportError as exc:
         raise OnnxUnavailableError(f"the ONNX export needs torch, transformers, onnx and onnxruntime ({exc}); run `make install`") from exc
-    for name in set(logging.root.manager.loggerDict) - known_loggers:  # the optimizer's modules log each pass at INFO
-        if not name.startswith(("knowledge", "llm_backend", "core", "apps", "evaluation")):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    _quiet_new_loggers(known_loggers)
 
     class _LastHidden(torch.nn.Module):
         def __init__(self, bert: Any) -> None:
@@ -105,11 +117,6 @@ def export(model_dir: Path, target: Path) -> dict[str, int]:
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
             return self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
 
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # no "Loading weights" bar in the middle of an ingest's progress bar
-    config = _read_json(model_dir / "config.json")
-    bert = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager").eval()
     example = torch.ones((2, 8), dtype=torch.int64)
     dims = {0: "batch", 1: "tokens"}
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -118,15 +125,16 @@ def export(model_dir: Path, target: Path) -> dict[str, int]:
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")  # the TorchScript exporter's notes on indexing and deprecation
             torch.onnx.export(
-                _LastHidden(bert), (example, example, torch.zeros_like(example)), str(raw),
+                _LastHidden(bert.eval()), (example, example, torch.zeros_like(example)), str(raw),
                 input_names=["input_ids", "attention_mask", "token_type_ids"], output_names=["last_hidden_state"],
                 dynamic_axes={"input_ids": dims, "attention_mask": dims, "token_type_ids": dims, "last_hidden_state": dims},
                 opset_version=17, dynamo=False,
             )
+        known_loggers = set(logging.root.manager.loggerDict)
         fused = optimizer.optimize_model(
-            str(raw), model_type="bert", num_heads=int(config.get("num_attention_heads", 0)),
-            hidden_size=int(config.get("hidden_size", 0)), opt_level=1, use_gpu=False,
+            str(raw), model_type="bert", num_heads=num_heads, hidden_size=hidden_size, opt_level=1, use_gpu=False,
         )
+        _quiet_new_loggers(known_loggers)
         stats = {k: int(v) for k, v in fused.get_fused_operator_statistics().items() if v}
         out = Path(tmp) / "fused.onnx"
         fused.save_model_to_file(str(out))
@@ -134,16 +142,92 @@ def export(model_dir: Path, target: Path) -> dict[str, int]:
     return stats
 
 
-def _export_logged(model_dir: Path, path: Path) -> None:
-    # WARNING so that the CLI (which shows warnings only) says why this first use pauses; it happens once per home.
-    log.warning("converting %s to ONNX Runtime once (about 10 s); cached at %s", model_dir.parent.name if model_dir.name == "model" else model_dir.name, path)
+def export(model_dir: Path, target: Path) -> dict[str, int]:
+    """Export ``model_dir``'s BERT to ``target`` (written atomically) and fuse it; returns the fused-operator counts."""
     try:
-        stats = export(model_dir, path)
+        from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
+    except ImportError as exc:
+        raise OnnxUnavailableError(f"the ONNX export needs transformers ({exc}); run `make install`") from exc
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar in the middle of an ingest's progress bar
+    config = _read_json(model_dir / "config.json")
+    bert = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager")
+    return export_bert(bert, target, num_heads=int(config.get("num_attention_heads", 0)), hidden_size=int(config.get("hidden_size", 0)))
+
+
+def run_export(what: str, make: Callable[[Path], dict[str, int]], path: Path, seconds: str) -> None:
+    """``make(path)``, said once at warning level (what the CLI shows: why this first use pauses); any failure of
+    the exporter becomes :class:`OnnxUnavailableError` (the caller may fall back to another engine)."""
+    log.warning("converting %s to ONNX Runtime once (about %s); cached at %s", what, seconds, path)
+    try:
+        stats = make(path)
     except OnnxUnavailableError:
         raise
-    except Exception as exc:  # an exporter failure must not stop ingestion: the caller falls back to torch
-        raise OnnxUnavailableError(f"exporting {model_dir} to ONNX failed: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        raise OnnxUnavailableError(f"exporting {what} to ONNX failed: {type(exc).__name__}: {exc}") from exc
     log.info("ONNX export fused %s", stats)
+
+
+def _export_logged(model_dir: Path, path: Path) -> None:
+    what = model_dir.parent.name if model_dir.name == "model" else model_dir.name
+    run_export(what, lambda target: export(model_dir, target), path, "10 s")
+
+
+def load_cached(path: Path, build: Callable[[Path], None], open_: Callable[[Path], T]) -> T:
+    """The object ``open_(path)`` opens, one per process and file name (the name carries the cache key): ``build(path)`` first when the file is missing,
+    and again (after a warning) when the cached file cannot be opened, e.g. cut short on disk."""
+    with _sessions_lock:
+        cached = _sessions.get(path.name)  # the name carries the key: one per process and model
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        if not path.is_file():
+            build(path)
+        try:
+            obj = open_(path)
+        except OnnxUnavailableError:
+            raise
+        except Exception as exc:
+            log.warning("the cached ONNX model %s cannot be loaded (%s); exporting it again", path, exc)
+            path.unlink(missing_ok=True)
+            build(path)
+            obj = open_(path)
+        _sessions[path.name] = obj
+        return obj
+
+
+def loaded_model(name: str) -> Any:
+    """The object :func:`load_cached` holds for the file called ``name`` in this process, or None."""
+    with _sessions_lock:
+        return _sessions.get(name)
+
+
+def make_session(path: Path, *, threads: int = 0, spin: bool = True) -> Any:
+    """An ONNX Runtime CPU session on ``path`` with every graph optimisation; ``threads`` intra-op threads (0: one
+    per core); ``spin=False`` lets idle threads sleep (better when the cores are shared)."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise OnnxUnavailableError(f"the ONNX engine needs onnxruntime ({exc}); run `make install`") from exc
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def mean_pool(session: Any, inputs: set[str], ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The model's last hidden state averaged over the unmasked tokens, ``(batch, dim)`` fp32, not normalised."""
+    feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+    hidden = session.run(None, {k: v for k, v in feeds.items() if k in inputs})[0]
+    weights = mask[..., None].astype(np.float32)
+    return np.asarray((hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None), dtype=np.float32)
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (a zero row stays zero)."""
+    return np.asarray(vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None), dtype=np.float32)
 
 
 class OnnxSentenceEncoder:
@@ -151,15 +235,11 @@ class OnnxSentenceEncoder:
 
     def __init__(self, model_dir: Path, onnx_path: Path, max_seq_length: int) -> None:
         try:
-            import onnxruntime as ort
             from tokenizers import Tokenizer
         except ImportError as exc:
-            raise OnnxUnavailableError(f"the ONNX engine needs onnxruntime and tokenizers ({exc}); run `make install`") from exc
+            raise OnnxUnavailableError(f"the ONNX engine needs tokenizers ({exc}); run `make install`") from exc
         self.model_dir, self.onnx_path, self.max_seq_length = model_dir, onnx_path, max_seq_length
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        self._session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        self._session = make_session(onnx_path)
         self._inputs = {i.name for i in self._session.get_inputs()}
         tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         tokenizer.enable_truncation(max_length=max_seq_length)
@@ -171,23 +251,7 @@ class OnnxSentenceEncoder:
         """The encoder of ``model_dir``, exporting it into ``cache_dir`` the first time; one per process and model."""
         max_seq_length = check_mean_pooling_model(model_dir)
         path = cache_dir / f"{cache_key(model_dir)}.onnx"
-        with _sessions_lock:
-            cached = _sessions.get(path.name)
-            if cached is not None:
-                return cached
-            if not path.is_file():
-                _export_logged(model_dir, path)
-            try:
-                encoder = cls(model_dir, path, max_seq_length)
-            except OnnxUnavailableError:
-                raise
-            except Exception as exc:  # a cached file that ONNX Runtime cannot read (damaged on disk): make it again
-                log.warning("the cached ONNX model %s cannot be loaded (%s); exporting it again", path, exc)
-                path.unlink(missing_ok=True)
-                _export_logged(model_dir, path)
-                encoder = cls(model_dir, path, max_seq_length)
-            _sessions[path.name] = encoder
-            return encoder
+        return load_cached(path, lambda p: _export_logged(model_dir, p), lambda p: cls(model_dir, p, max_seq_length))
 
     def encode(self, texts: Sequence[str], batch_size: int = 16) -> np.ndarray:
         """``(len(texts), dim)`` float32 unit vectors; longest texts first in batches of ``batch_size``."""
@@ -200,12 +264,7 @@ class OnnxSentenceEncoder:
             encodings = self._tokenizer.encode_batch([texts[i] for i in idx])
             ids = np.array([e.ids for e in encodings], dtype=np.int64)
             mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64)}
-            hidden = self._session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0]
-            weights = mask[..., None].astype(np.float32)
-            pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-            pooled = pooled / np.clip(norms, 1e-12, None)
+            pooled = l2_normalise(mean_pool(self._session, self._inputs, ids, mask))
             if out is None:
                 out = np.zeros((len(texts), pooled.shape[1]), dtype=np.float32)
             out[idx] = pooled

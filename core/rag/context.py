@@ -15,7 +15,7 @@ from knowledge.splitter import context_text
 from knowledge.tokenizer import TokenCounter
 from knowledge.types import Chunk, Hit
 
-DENSE_RELEVANCE: dict[str, float] = {"e5": 0.86, "minilm": 0.40, "minilm-int8": 0.40, "hash": 0.6}
+DENSE_RELEVANCE: dict[str, float] = {"e5": 0.86, "e5-int8": 0.86, "minilm": 0.40, "minilm-int8": 0.40, "hash": 0.6}
 """Cosine similarity above which a dense hit counts as relevant even without shared words (per embedder)."""
 MIN_TERM_COVERAGE = 0.33
 """Share of the query's words (stop words excluded) a passage must contain to count as relevant."""

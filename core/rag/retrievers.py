@@ -33,6 +33,7 @@ RRF_K = 60
 FUSION_WEIGHTS: dict[str, dict[str, tuple[float, float]]] = {
     # embedder: {query language: (dense weight, BM25 weight)}
     "e5": {"zh": (1.0, 1.0), "en": (1.0, 0.1)},
+    "e5-int8": {"zh": (1.0, 1.0), "en": (1.0, 0.1)},  # the same model, quantized: the same weights
     "minilm": {"zh": (0.0, 1.0), "en": (1.0, 0.0)},
     "minilm-int8": {"zh": (0.0, 1.0), "en": (1.0, 0.0)},  # the same model, quantized: the same weights
     "hash": {"zh": (0.5, 1.0), "en": (0.5, 1.0)},
