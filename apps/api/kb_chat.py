@@ -72,7 +72,7 @@ class _AnswerWorker:
         if self.streaming:
             self._put(("delta", delta))
 
-    def _run(self, streaming: bool) -> None:
+    def _run(self) -> None:
         from core.rag import answer
 
         try:
@@ -97,7 +97,7 @@ class _AnswerWorker:
 
     def start(self, streaming: bool) -> None:
         self.streaming = streaming
-        threading.Thread(target=self._run, args=(streaming,), name=f"kb-answer-{self.name}", daemon=True).start()
+        threading.Thread(target=self._run, name=f"kb-answer-{self.name}", daemon=True).start()
 
     async def next(self) -> tuple[str, Any]:
         kind, value = await self.queue.get()
