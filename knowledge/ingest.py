@@ -341,6 +341,7 @@ def _pipeline(
         stray = written - manifest.chunk_ids()
         if stray:  # chunks of files not finished: a search must not find them, the rerun writes them again
             store.delete(sorted(stray))
+            report.chunks_written -= len(stray)  # what the report counts is what the base keeps
         report.pending = [str(p) for k, p, *_ in todo if k not in done_keys]
         raise _Stop from None
     except BaseException:

@@ -94,6 +94,7 @@ def test_stop_keeps_finished_files_and_the_rerun_resumes(registry: KnowledgeBase
     kept = set(kb.manifest.files)
     assert kept == set(report.added)
     assert kb.store.ids() == kb.manifest.chunk_ids()  # chunks of unfinished files were taken out again
+    assert report.chunks_written == kb.manifest.n_chunks()
     reopened = registry.open("s")
     assert set(reopened.manifest.files) == kept  # the manifest on disk has them
     again = ingest(reopened, [corpus])
