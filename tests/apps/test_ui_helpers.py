@@ -142,25 +142,25 @@ def test_default_kb_is_built_once_then_refreshed_incrementally(tmp_path: Path) -
     (docs / "a.md").write_text("# A\n\nStart the model server with ragent serve.\n")
     (docs / "b.md").write_text("# B\n\n知识库支持 PDF 文件。\n")
     registry = KnowledgeBaseRegistry(home())
-    first = ensure_default_kb(registry, docs=docs)
+    first = ensure_default_kb(registry, docs=docs, embedder="hash")  # the default (e5) is tested on the real guide
     assert len(first.added) == 2 and first.ok
-    second = ensure_default_kb(registry, docs=docs)
+    second = ensure_default_kb(registry, docs=docs, embedder="hash")
     assert (len(second.added), len(second.unchanged)) == (0, 2)
     (docs / "b.md").write_text("# B\n\n知识库支持 PDF 和 Word 文件。\n")
-    third = ensure_default_kb(registry, docs=docs)
+    third = ensure_default_kb(registry, docs=docs, embedder="hash")
     assert (len(third.updated), len(third.unchanged)) == (1, 1)
-    assert registry.open(DEFAULT_KB).manifest.embedder == "none"
+    assert registry.open(DEFAULT_KB).manifest.embedder == "hash"
 
 
 def test_default_kb_built_with_another_embedder_is_rebuilt(tmp_path: Path) -> None:
     docs = tmp_path / "guide"
     docs.mkdir()
     (docs / "a.md").write_text("# A\n\nStart the model server with ragent serve.\n")
-    # An earlier `ragent app --with-default-kb` (another process) built it with the default embedder.
+    # An earlier `ragent app --with-default-kb --kb-embedder none` (another process) built it BM25-only.
     code = (
         "from pathlib import Path; from apps.ui.default_kb import ensure_default_kb; "
         "from knowledge.registry import KnowledgeBaseRegistry; from llm_backend.settings import Settings; "
-        f"ensure_default_kb(KnowledgeBaseRegistry(Settings.load().home), docs=Path({str(docs)!r}))"
+        f"ensure_default_kb(KnowledgeBaseRegistry(Settings.load().home), docs=Path({str(docs)!r}), embedder='none')"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, env={**os.environ, "RAGENT_HOME": str(home())})
     registry = KnowledgeBaseRegistry(home())
