@@ -92,7 +92,7 @@ class EmbedWorker:
             if callable(warm_up):
                 warm_up()
             self.tracker.embedder_ready()
-        except BaseException as exc:  # reported through every window's future, and by load_error()
+        except BaseException as exc:  # reported through every window's future, and by load_failure
             failure = exc
             self.load_failure = exc
         finally:
@@ -107,9 +107,7 @@ class EmbedWorker:
                 continue
             try:
                 fut.set_result(self._embed(texts, weights))
-            except Interrupted as exc:
-                fut.set_exception(exc)
-            except BaseException as exc:
+            except BaseException as exc:  # Interrupted included
                 fut.set_exception(exc)
 
     def _embed(self, texts: list[str], weights: Sequence[float]) -> np.ndarray | None:
@@ -138,7 +136,9 @@ class EmbedWorker:
         per = seconds / max(n, 1)
         self.seconds_per_text = per if self.seconds_per_text is None else 0.7 * self.seconds_per_text + 0.3 * per
         want = int(self.sub_batch_seconds / self.seconds_per_text) if self.seconds_per_text > 0 else self.max_sub_batch
-        self._sub = max(self.min_sub_batch, min(self.max_sub_batch, want))
+        # At most twice the last size: texts found in the embedding cache look "instant", and the next ones, not
+        # cached, would otherwise go to a slow model hundreds at a time.
+        self._sub = max(self.min_sub_batch, min(self.max_sub_batch, want, 2 * n))
 
 
 def in_background(fn: Callable[..., T], *args: Any) -> Future[T]:

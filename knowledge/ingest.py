@@ -272,15 +272,19 @@ def _pipeline(
             if job.remaining == 0:
                 commit(job)
 
+    sizes = [min(batch_size, min_window)]  # a small first window: its files commit soon, it measures the model
+
     def window() -> int:
         rate = worker.rate()
         if embedder is None:
             return batch_size
-        if rate is None:  # a small first window: its files commit soon, and it measures the model's speed
-            return min(batch_size, min_window)
-        return max(min_window, min(batch_size, int(rate * WINDOW_SECONDS)))
+        if rate is None:
+            return sizes[-1]
+        # At most double: cached texts make the first windows look fast.
+        return max(min_window, min(batch_size, int(rate * WINDOW_SECONDS), 2 * sizes[-1]))
 
     def submit(items: list[tuple[_Job, Chunk]]) -> None:
+        sizes.append(len(items))
         weights = [job.size / max(len(job.chunks), 1) for job, _ in items]
         pending.append((items, worker.submit([context_text(c) for _, c in items], weights)))
         # Keep at most two windows in flight: one embedding, one waiting to be written.
