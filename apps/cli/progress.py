@@ -4,14 +4,21 @@
   subprocess, CI) one plain line per phase at once and a status line every ``$RAGENT_PROGRESS_INTERVAL`` seconds
   (default 5), printed by a timer of its own so a line comes even while one window of chunks takes minutes.
 - :func:`stop_on_signals`: SIGINT (Ctrl-C) and SIGTERM set a stop event that the ingestion checks; a second
-  signal leaves at once (what is committed is on disk already, so that is as safe as the first).
+  signal, or one while only the keyword index is being rebuilt, leaves at once (what is committed is on disk
+  already, so that is as safe as the first); :func:`exit_now` ends a stopped run without the slow teardown.
 
-Example plain output::
+Example plain output (``ragent kb ingest book ../shared/data/happy-llm-book 2> log``, then Ctrl-C)::
 
+    book: opening the knowledge base
     book: scanning ../shared/data/happy-llm-book
-    book: 40 files found: 40 to read (2.1 MB), 0 unchanged
-    book: loading the e5 embedding model
-    book: 3/40 files, 210 chunks, 38.2 chunks/s, about 1 min 42 s left
+    book: 15 files found: 15 to read (442.9 KB), 0 unchanged
+    book: loading the e5 embedder
+    book: still loading the e5 embedder (5 s)
+    book: ingesting 15 files
+    book: 4/15 files, 81 chunks, 16.7 chunks/s, about 38 s left (reading chapter5.md)
+    book: 5/15 files, 167 chunks, 17.3 chunks/s, about 35 s left (reading chapter6.md)
+    stopped by Ctrl-C: kept the 5 files finished in this run (197 chunks); 10 files not done.
+    Run the same command again to resume: ragent kb ingest book ../shared/data/happy-llm-book
 """
 
 from __future__ import annotations
