@@ -208,9 +208,10 @@ def start_server(setup: dict[str, Any]) -> str:
     argv = [str(ROOT / ".venv" / "bin" / "ragent"), "serve", "--detach", "--name", setup["name"], "--port", str(port), "--model", setup["model"]]
     if setup.get("spec") == "ngram":
         cfg = {"method": "ngram", "num_speculative_tokens": int(setup.get("spec_tokens", 4)), "prompt_lookup_max": 4, "prompt_lookup_min": 2}
-        argv += ["--engine-arg", "--speculative-config", "--engine-arg", json.dumps(cfg)]
+        argv += ["--engine-arg=--speculative-config", f"--engine-arg={json.dumps(cfg)}"]
     log.info("starting %s", " ".join(argv))
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAGENT_SPECULATIVE": "none"}  # the set-up's own choice only
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"ragent serve failed for set-up {setup['name']}: {proc.stdout[-2000:]} {proc.stderr[-2000:]}")
     return f"http://127.0.0.1:{port}/v1"
@@ -323,8 +324,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = os.getloadavg()
     results = []
     for setup in setups:
-        results.append(run_setup(setup, items, args, tok))
-        print(json.dumps({setup["name"]: results[-1]["summary"]}, indent=1, ensure_ascii=False), flush=True)
+        try:
+            results.append(run_setup(setup, items, args, tok))
+        except Exception as exc:  # a set-up whose server does not start (out of memory, refused option): recorded
+            log.exception("set-up %s failed", setup["name"])
+            results.append({"setup": setup, "error": f"{type(exc).__name__}: {str(exc)[-1500:]}"})
+        print(json.dumps({setup["name"]: results[-1].get("summary") or results[-1].get("error")}, indent=1, ensure_ascii=False), flush=True)
         if args.out:  # written after every set-up, so a long run keeps what it measured
             commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False, cwd=ROOT).stdout.strip()
             args.out.parent.mkdir(parents=True, exist_ok=True)
