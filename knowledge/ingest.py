@@ -160,8 +160,14 @@ def _run(
 
     # -- scan ---------------------------------------------------------------------------------------------------
     found: dict[str, Path] = {}
+    skipped: set[str] = set()
+
+    def skip(path: Path, why: str) -> None:
+        report.failed.append(FileError(str(path), why))
+        skipped.add(os.path.abspath(path))
+
     # A link leading outside its folder is reported, never read (knowledge/walk.py has the rule).
-    for path, explicit in iter_files(paths, on_skip=lambda p, why: report.failed.append(FileError(str(p), why))):
+    for path, explicit in iter_files(paths, on_skip=skip):
         _check(stop)
         if not path.exists():
             if str(path.resolve()) not in manifest.files:  # a known file that is gone is removed below
@@ -177,7 +183,11 @@ def _run(
     roots = [str(Path(p).resolve()) for p in paths]
 
     # -- removed files ------------------------------------------------------------------------------------------
-    for key in sorted(k for k in manifest.files if _under(k, roots) and k not in found and not os.path.exists(k)):
+    # A file that is gone, or one that was read through a link now skipped (e.g. ingested before links leading
+    # outside the folder were refused): its chunks go.
+    gone = {k for k in manifest.files if _under(k, roots) and k not in found and not os.path.exists(k)}
+    gone |= {k for k, r in manifest.files.items() if k not in found and os.path.abspath(r.path) in skipped}
+    for key in sorted(gone):
         old = manifest.files.pop(key)
         store.delete(old.chunk_ids)
         report.removed.append(key)

@@ -148,6 +148,17 @@ def test_links_leading_outside_the_folder_are_skipped_and_reported(tmp_path: Pat
 
 
 @pytest.mark.fault
+def test_a_secret_read_through_a_link_before_is_dropped_when_the_folder_is_ingested(tmp_path: Path) -> None:
+    trap = make_link_trap(tmp_path)
+    kb = KnowledgeBaseRegistry(tmp_path / "home").create("old", embedder="none")
+    # as a base built before the rule would hold it (a link named directly is still read as given)
+    assert ingest(kb, [trap["folder"] / "link.txt"]).added == [str(trap["secret"].resolve())]
+    report = ingest(kb, [trap["folder"]])
+    assert report.removed == [str(trap["secret"].resolve())]
+    assert kb.bm25_index().search("secret-token-4711", 5) == []
+
+
+@pytest.mark.fault
 def test_iter_files_follows_inside_links_once_and_names_what_it_skips(tmp_path: Path) -> None:
     trap = make_link_trap(tmp_path)
     skipped: list[tuple[str, str]] = []
