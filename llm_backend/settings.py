@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     # How to start the model server (``ragent serve``).
     engine: EngineName = "vllm"
     serve_model: str | None = Field(default=None, description="checkpoint dir, GGUF file or name; None = default")
+    speculative: Literal["ngram", "none"] = Field(
+        default="ngram", description="vLLM speculative decoding: ngram (prompt lookup; answers copy their passages) or none"
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=DEFAULT_PORT, ge=1, le=65535)
     max_model_len: int = Field(default=4096, ge=256)

@@ -21,6 +21,7 @@ def test_vllm_on_cpu_uses_measured_settings() -> None:
         "vllm", "serve", "/models/qwen", "--served-model-name", "qwen", "--host", "127.0.0.1", "--port", "8123",
         "--max-model-len", "4096", "--dtype", "bfloat16", "--enforce-eager",
         "--enable-auto-tool-choice", "--tool-call-parser", "hermes",
+        "--speculative-config", '{"method":"ngram","num_speculative_tokens":4,"prompt_lookup_max":4,"prompt_lookup_min":2}',
     ]
     assert cmd.env["VLLM_CPU_KVCACHE_SPACE"] == "1"
     assert cmd.env["VLLM_CPU_NUM_OF_RESERVED_CPU"] == "0"
@@ -45,6 +46,13 @@ def test_api_key_goes_through_the_environment_not_argv(monkeypatch: pytest.Monke
     cmd = vllm_command(Settings.load(), HF, gpu=False, executable="vllm")
     assert "sk-abc" not in " ".join(cmd.argv)
     assert cmd.env["VLLM_API_KEY"] == "sk-abc"
+
+
+def test_speculative_decoding_can_be_turned_off_or_replaced() -> None:
+    assert "--speculative-config" not in vllm_command(Settings.load(speculative="none"), HF, gpu=False, executable="vllm").argv
+    own = ["--speculative-config", '{"method":"ngram","num_speculative_tokens":2}']
+    argv = vllm_command(Settings.load(engine_args=own), HF, gpu=False, executable="vllm").argv
+    assert argv.count("--speculative-config") == 1 and argv[-2:] == own
 
 
 def test_model_without_tool_parser_gets_no_tool_flags() -> None:
