@@ -53,8 +53,8 @@ def cache_key(f: E5File) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def export_fp32(f: E5File, target: Path) -> dict[str, int]:
-    """Dequantize ``f`` into a ``BertModel``, export and fuse it into ``target``; returns the fused-operator counts."""
+def torch_bert(f: E5File) -> Any:
+    """transformers' ``BertModel`` (eager attention, eval mode) holding the dequantized weights of ``f``."""
     try:
         import torch
         from transformers import BertConfig, BertModel
@@ -69,10 +69,15 @@ def export_fp32(f: E5File, target: Path) -> dict[str, int]:
         raise OnnxUnavailableError(f"{f.path}: weights do not fit BertModel (missing {missing[:3]}, unexpected {unexpected[:3]})")
     for name, buffer in list(bert.named_buffers()):  # the position / token-type id buffers, still on "meta"
         if buffer.is_meta:
-            owner = bert.get_submodule(name.rsplit(".", 1)[0])
+            owner, attr = name.rsplit(".", 1)
             ids = torch.arange(f.max_positions).expand((1, -1))
-            owner.register_buffer(name.rsplit(".", 1)[1], ids if "position" in name else torch.zeros_like(ids), persistent=False)
-    return export_bert(bert, target, num_heads=f.heads, hidden_size=f.hidden)
+            bert.get_submodule(owner).register_buffer(attr, ids if "position" in attr else torch.zeros_like(ids), persistent=False)
+    return bert.eval()
+
+
+def export_fp32(f: E5File, target: Path) -> dict[str, int]:
+    """Dequantize ``f`` into a ``BertModel``, export and fuse it into ``target``; returns the fused-operator counts."""
+    return export_bert(torch_bert(f), target, num_heads=f.heads, hidden_size=f.hidden)
 
 
 def quantize_int8(source: Path, target: Path) -> dict[str, int]:
