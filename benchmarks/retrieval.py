@@ -463,7 +463,8 @@ def run_latency(sizes: Sequence[int], embedder_name: str, work: Path, data: Sequ
         vecs = np.random.default_rng(0).standard_normal((size, dim)).astype(np.float32)
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
         t = time.perf_counter()
-        store = ChromaStore.persistent(work / f"lat{size}", "latency")
+        folder = work / f"lat{size}-{embedder_name.replace('@', '-')}"  # one per run: Chroma keeps a closed path's handle
+        store = ChromaStore.persistent(folder, "latency")
         store.upsert(chunks, vecs)
         index = BM25Index.build(chunks, texts=[c.text for c in chunks])
         build_s = time.perf_counter() - t
@@ -482,7 +483,7 @@ def run_latency(sizes: Sequence[int], embedder_name: str, work: Path, data: Sequ
             "p50_ms": times[len(times) // 2], "p95_ms": times[int(len(times) * 0.95) - 1], "max_ms": times[-1],
         })
         log.info("latency at %d chunks: p50 %.1f ms, p95 %.1f ms", size, out[-1]["p50_ms"], out[-1]["p95_ms"])
-        shutil.rmtree(work / f"lat{size}", ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
     return out
 
 
