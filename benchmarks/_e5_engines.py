@@ -146,7 +146,7 @@ def run_book_ingest(data_dir: Path, embedder: str, work: Path) -> dict[str, Any]
         report = {"stdout_tail": done.stdout[-500:]}
     shutil.rmtree(home, ignore_errors=True)
     out = {"embedder": embedder, "wall_s": wall, "export_s": export_s, "load_average": list(os.getloadavg())}
-    out["chunks"] = report.get("chunks", report.get("n_chunks"))
+    out["chunks"] = report.get("chunks_written", report.get("chunks"))
     out["report"] = {k: v for k, v in report.items() if not isinstance(v, list)}
     log.info("book ingest with %s: %.1f s (export apart: %s)", embedder, wall, export_s)
     return out
