@@ -97,10 +97,10 @@ def test_ask_the_book_answers_with_a_correct_citation(book_home: Path, real_clie
     assert any("chapter3" in c["source"] and ("NSP" in c["text"] or "MLM" in c["text"]) for c in cited), cited
 
 
-BOOK_QUESTIONS = [
-    ("BERT 的 MLM 训练时随机选择多少比例的 token 用于遮蔽？", "15%"),
-    ("LLaMA-3 的词表大小是多少？", "128K"),
-    ("T5 训练所用的数据集 C4 有多大？", "750GB"),
+BOOK_QUESTIONS = [  # question, the figure's forms (the book gives C4 as 750GB in chapter 3 and 783 GB in chapter 4)
+    ("BERT 的 MLM 训练时随机选择多少比例的 token 用于遮蔽？", ("15%",)),
+    ("LLaMA-3 的词表大小是多少？", ("128K",)),
+    ("T5 训练所用的数据集 C4 有多大？", ("750GB", "783GB")),
 ]
 
 
@@ -117,8 +117,8 @@ def test_book_answers_hold_the_figures_and_every_figure_is_in_a_cited_passage(
 
     monkeypatch.setenv("RAGENT_HOME", str(book_home))
     retriever = open_retriever("happy-llm", settings=Settings.load())
-    for question, figure in BOOK_QUESTIONS:
+    for question, forms in BOOK_QUESTIONS:
         result = answer(question, retriever=retriever, client=real_client, k=4, max_tokens=160, tokenizer=default_tokenizer())
-        assert result.found and figure.lower() in result.text.lower().replace(" ", ""), (question, result.text)
+        assert result.found and any(f.lower() in result.text.lower().replace(" ", "") for f in forms), (question, result.text)
         assert result.citations, (question, result.text)
         assert unsupported(result.text, [c.text for c in result.citations]) == [], (question, result.text, result.citations)
