@@ -221,6 +221,7 @@ class KnowledgeBase:
             "name": m.name,
             "description": m.description,
             "embedder": m.embedder,
+            "engine": m.engine.get("engine", ""),
             "files": len(m.files),
             "chunks": m.n_chunks(),
             "incomplete_files": sum(1 for r in m.files.values() if not r.complete),

