@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.knowledge.hostile import assemble_pdf
+
 
 def _pdf_bytes(lines: list[str]) -> bytes:
     """A minimal valid one-page PDF with Helvetica text (pypdf cannot write text itself)."""
@@ -17,17 +19,7 @@ def _pdf_bytes(lines: list[str]) -> bytes:
         b"<< /Length %d >>\nstream\n" % len(text_ops) + text_ops.encode() + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for i, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % i + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    for off in offsets:
-        out += b"%010d 00000 n \n" % off
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return assemble_pdf(objects)
 
 
 @pytest.fixture

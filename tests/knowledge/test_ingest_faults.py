@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from knowledge.base import KnowledgeBase
 from knowledge.ingest import ingest
 from knowledge.registry import KnowledgeBaseRegistry
+from tests.knowledge.corpus import kb_state, write_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 SLOW_CLI = Path(__file__).with_name("slow_cli.py")
@@ -30,17 +30,10 @@ MARGIN = 1.5
 
 
 def _write_corpus(root: Path, n: int, paragraphs: int = 6) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        body = "\n\n".join(f"第{i}号文件的第{j}段。检索增强生成把检索到的资料交给模型。Document {i} paragraph {j} about retrieval." for j in range(paragraphs))
-        (root / f"doc {i:03d}.md").write_text(f"# 文档 {i}\n\n{body}\n", encoding="utf-8")
+    write_corpus(root, n, paragraphs)
 
 
-def _state(kb: KnowledgeBase) -> tuple[dict[str, list[str]], dict[str, str], int]:
-    """Manifest files -> chunk ids, store id -> text, store count: equal for a resumed and a clean run."""
-    files = {k: sorted(r.chunk_ids) for k, r in kb.manifest.files.items() if r.complete}
-    stored = {c.id: c.text for c in kb.store.iter_chunks()}
-    return files, stored, kb.store.count()
+_state = kb_state
 
 
 def _start(home: Path, delay: float, *args: str, log: Path, interval: float = 0.2, slow_bm25: float = 0) -> subprocess.Popen[bytes]:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from knowledge.base import KnowledgeBase
 from knowledge.errors import (
     EmbedderMismatchError,
     KnowledgeBaseBusyError,
@@ -24,22 +23,13 @@ from knowledge.ingest import ingest
 from knowledge.registry import KnowledgeBaseRegistry
 from knowledge.types import Chunk
 from llm_backend.errors import ConfigError
+from tests.knowledge.corpus import kb_state, write_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _write_corpus(root: Path, n: int, paragraphs: int = 3) -> None:
-    root.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        body = "\n\n".join(f"第{i}号文件的第{j}段。检索增强生成把检索到的资料交给模型。Document {i} paragraph {j} about retrieval." for j in range(paragraphs))
-        (root / f"doc {i:03d}.md").write_text(f"# 文档 {i}\n\n{body}\n", encoding="utf-8")
-
-
-def _state(kb: KnowledgeBase) -> tuple[dict[str, list[str]], dict[str, str], int]:
-    """What must be identical after a crash and a rerun: manifest files -> chunk ids, store id -> text, count."""
-    files = {k: sorted(r.chunk_ids) for k, r in kb.manifest.files.items() if r.complete}
-    stored = {c.id: c.text for c in kb.store.iter_chunks()}
-    return files, stored, kb.store.count()
+_write_corpus = write_corpus
+_state = kb_state
 
 
 def test_incremental_and_idempotent(tmp_path: Path) -> None:
