@@ -194,14 +194,22 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(404, {"error": {"message": f"no route {self.path}"}})
 
-    def _chat(self, body: dict[str, Any]) -> None:
+    def _reply(self, body: dict[str, Any]) -> FakeReply | None:
+        """The scripted reply for a chat or completion request after its delay, or None when the request was already
+        answered (an unknown model, or a reply scripted as an HTTP error)."""
         if not self._check_model(body):
-            return
+            return None
         reply = self.fake.next_reply(body)
         if reply.delay:
             time.sleep(reply.delay)
         if reply.status != 200:
             self._error(reply)
+            return None
+        return reply
+
+    def _chat(self, body: dict[str, Any]) -> None:
+        reply = self._reply(body)
+        if reply is None:
             return
         prompt_tokens = reply.prompt_tokens if reply.prompt_tokens is not None else sum(len(fake_tokens(str(m.get("content") or ""))) for m in body.get("messages") or [])
         completion_tokens = reply.completion_tokens if reply.completion_tokens is not None else len(fake_tokens(reply.text))
@@ -256,13 +264,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def _completion(self, body: dict[str, Any]) -> None:
-        if not self._check_model(body):
-            return
-        reply = self.fake.next_reply(body)
-        if reply.delay:
-            time.sleep(reply.delay)
-        if reply.status != 200:
-            self._error(reply)
+        reply = self._reply(body)
+        if reply is None:
             return
         prompt = str(body.get("prompt") or "")
         generated = reply.text if int(body.get("max_tokens") or 0) > 0 else ""

@@ -4,7 +4,6 @@ and a clean Streamlit cache for every test."""
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,16 +56,29 @@ def fake_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAIServer]:
         yield server
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@pytest.fixture
+def backend() -> Iterator[FakeOpenAIServer]:
+    """The fake backend behind ``ragent api`` in the API tests."""
+    with FakeOpenAIServer(responder=cited_reply, models=["fake-model"]) as server:
+        yield server
+
+
+@pytest.fixture
+def api(backend: FakeOpenAIServer) -> Iterator[str]:
+    """``ragent api`` (the real app on uvicorn) in front of ``backend``, with the knowledge base ``guide``."""
+    from tests.apps.api_helpers import api_service
+
+    make_kb("guide", GUIDE_FILES)
+    with api_service(backend.url) as url:
+        yield url
 
 
 @pytest.fixture
 def server_down(monkeypatch: pytest.MonkeyPatch) -> str:
     """Point the app at a port where nothing listens."""
-    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    from tests.apps.api_helpers import closed_port_url
+
+    url = closed_port_url()
     monkeypatch.setenv("RAGENT_BASE_URL", url)
     monkeypatch.setenv("RAGENT_MAX_RETRIES", "0")
     return url

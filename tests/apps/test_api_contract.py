@@ -4,30 +4,15 @@ uvicorn, and the fake OpenAI-compatible backend."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import openai
-import pytest
 
 from knowledge.embedders import make_embedder
 from llm_backend.testing import FakeOpenAIServer, FakeReply
 from tests.apps.api_helpers import QUESTION, api_service
-from tests.apps.conftest import GUIDE_FILES, cited_reply, make_kb
-
-
-@pytest.fixture
-def backend() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(responder=cited_reply, models=["fake-model"]) as server:
-        yield server
-
-
-@pytest.fixture
-def api(backend: FakeOpenAIServer) -> Iterator[str]:
-    make_kb("guide", GUIDE_FILES)
-    with api_service(backend.url) as url:
-        yield url
+from tests.apps.conftest import make_kb
 
 
 def test_models_lists_backend_kb_and_agents(api: str) -> None:

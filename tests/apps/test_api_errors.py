@@ -3,28 +3,13 @@ dies mid-answer ends the stream with an error event, never a silently truncated 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import openai
 import pytest
 
 from llm_backend.testing import FakeOpenAIServer, FakeReply
 from tests.apps.api_helpers import QUESTION, api_service, closed_port_url
-from tests.apps.conftest import GUIDE_FILES, cited_reply, make_kb
-
-
-@pytest.fixture
-def backend() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(responder=cited_reply, models=["fake-model"]) as server:
-        yield server
-
-
-@pytest.fixture
-def api(backend: FakeOpenAIServer) -> Iterator[str]:
-    make_kb("guide", GUIDE_FILES)
-    with api_service(backend.url) as url:
-        yield url
+from tests.apps.conftest import GUIDE_FILES, make_kb
 
 
 def _error(exc: openai.APIStatusError) -> dict[str, str]:
