@@ -95,6 +95,16 @@ def _check(stop: threading.Event) -> None:
         raise _Stop
 
 
+@dataclass(frozen=True)
+class _Options:
+    """How one run batches and saves (the keyword arguments of :func:`ingest`)."""
+
+    batch_size: int
+    min_window: int
+    max_bytes: int | None
+    manifest_every: float
+
+
 def ingest(
     kb: KnowledgeBase,
     paths: Sequence[Path | str],
@@ -125,7 +135,7 @@ def ingest(
     tracker.set_phase("scanning", f"scanning {shown}")
     with kb.writing():
         try:
-            _run(kb, roots, report, tracker, stop, batch_size=batch_size, min_window=min_window, max_bytes=max_bytes, manifest_every=manifest_every)
+            _run(kb, roots, report, tracker, stop, _Options(batch_size, min_window, max_bytes, manifest_every))
         except _Stop:
             report.stopped = True
         if not report.stopped:
@@ -146,11 +156,7 @@ def _run(
     report: IngestReport,
     tracker: ProgressTracker,
     stop: threading.Event,
-    *,
-    batch_size: int,
-    min_window: int,
-    max_bytes: int | None,
-    manifest_every: float,
+    options: _Options,
 ) -> None:
     _check(stop)
     rec = kb.reconcile()
@@ -221,7 +227,7 @@ def _run(
         + (f", {len(report.removed)} removed" if report.removed else ""),
     )
     if todo:
-        _pipeline(kb, todo, report, tracker, stop, batch_size=batch_size, min_window=min_window, max_bytes=max_bytes, manifest_every=manifest_every)
+        _pipeline(kb, todo, report, tracker, stop, options)
 
 
 def _pipeline(
@@ -230,13 +236,10 @@ def _pipeline(
     report: IngestReport,
     tracker: ProgressTracker,
     stop: threading.Event,
-    *,
-    batch_size: int,
-    min_window: int,
-    max_bytes: int | None,
-    manifest_every: float,
+    options: _Options,
 ) -> None:
     """Load, split, embed and write the files of ``todo``; commit each file when all its chunks are stored."""
+    batch_size, min_window, max_bytes, manifest_every = options.batch_size, options.min_window, options.max_bytes, options.manifest_every
     manifest, store, splitter = kb.manifest, kb.store, kb.splitter
     embedder = kb.embedder
     if embedder is not None:
