@@ -45,6 +45,7 @@ from knowledge.base import KnowledgeBase
 from knowledge.embed_worker import EmbedWorker, Interrupted, in_background, wait_for
 from knowledge.errors import KnowledgeBaseError
 from knowledge.ingest_report import FileError, IngestReport
+from knowledge.limits import current_limits
 from knowledge.loaders import LoadError, is_supported, iter_files, load_file
 from knowledge.manifest import FileRecord
 from knowledge.progress import ProgressCallback, ProgressTracker, format_bytes, plural
@@ -207,10 +208,14 @@ def _run(
 
     # -- plan ---------------------------------------------------------------------------------------------------
     todo: list[tuple[str, Path, str, int]] = []
+    size_limit = options.max_bytes if options.max_bytes is not None else current_limits().max_bytes
     for key, path in found.items():
         _check(stop)
         try:
-            digest, size = sha256_file(path, stop), path.stat().st_size
+            size = path.stat().st_size
+            # A file over the size limit is refused when it is read (below); hashing 10 GB first would only make
+            # the user wait for that refusal. Its empty digest matches no manifest record.
+            digest = sha256_file(path, stop) if size <= size_limit else ""
         except OSError as exc:
             report.failed.append(FileError(str(path), f"cannot read file ({exc.strerror or exc})"))
             continue

@@ -129,6 +129,26 @@ def test_file_over_the_size_limit_is_reported(tmp_path: Path) -> None:
     assert report.failed and "too large" in report.failed[0].reason
 
 
+def test_a_file_over_the_size_limit_is_refused_without_being_hashed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import knowledge.ingest as ingest_module
+
+    small, big = tmp_path / "small.txt", tmp_path / "big.txt"
+    small.write_text("a small note about tokenizers.")
+    big.write_text("x " * 5000)
+    hashed: list[str] = []
+    real = ingest_module.sha256_file
+    monkeypatch.setattr(ingest_module, "sha256_file", lambda p, stop=None: hashed.append(Path(p).name) or real(p, stop))
+    kb = KnowledgeBaseRegistry(tmp_path / "home").create("lim2", embedder="none")
+    report = ingest(kb, [tmp_path], max_bytes=1000)
+    assert hashed == ["small.txt"]
+    assert [Path(f.path).name for f in report.failed] == ["big.txt"] and "too large" in report.failed[0].reason
+    assert [Path(p).name for p in report.added] == ["small.txt"]
+    # shrunk under the limit, it is read on the next run
+    big.write_text("now a short file about attention.")
+    again = ingest(kb, [tmp_path], max_bytes=1000)
+    assert [Path(p).name for p in again.added] == ["big.txt"] and not again.failed
+
+
 # -- the fault suite: nothing outside the folder, bounded work on hostile files ---------------------------------------
 @pytest.mark.fault
 def test_links_leading_outside_the_folder_are_skipped_and_reported(tmp_path: Path) -> None:
