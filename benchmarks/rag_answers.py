@@ -164,6 +164,7 @@ def score(item: dict[str, Any], result: Answer, retrieved: list[Hit]) -> dict[st
         "fallback": result.fallback,
         "citations": [c.number for c in result.citations],
         "completion_tokens": result.usage.completion_tokens,
+        "answerability": None if result.answerability is None else round(result.answerability, 3),
     }
 
 

@@ -21,8 +21,11 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from typing import Any, cast
 
+from core.rag.answerable import JUDGED_LANGUAGES, QUOTE_ABOVE, REFUSE_BELOW, judge
+from core.rag.answerable import answerability as answerable_probability
 from core.rag.citations import Citation, attribute, best_sentence, marker_only, parse_citations
 from core.rag.context import MIN_TERM_COVERAGE, QUESTION_WORDS, is_relevant, pack_context, term_coverage, to_citation
 from core.rag.filters import Filters
@@ -32,7 +35,7 @@ from core.rag.prompts import load_template
 from core.rag.rerankers import Reranker
 from knowledge.tokenizer import TokenCounter, default_tokenizer
 from knowledge.types import FilterableRetriever, Retriever
-from llm_backend.client import ChatClient
+from llm_backend.client import ChatClient, OpenAIChatClient
 from llm_backend.types import Message, Usage
 
 log = logging.getLogger(__name__)
@@ -80,6 +83,9 @@ class Answer:
     """The text piece by piece: the model's checked sentences (``kind="model"``) and quotations (``"quote"``)."""
     dropped: tuple[str, ...] = ()
     """The model's sentences that stated a number or name no passage holds: never shown, replaced by a quotation."""
+    answerability: float | None = None
+    """The model's judgement that the passages answer the question, P(yes) (:mod:`core.rag.answerable`); None when
+    it was not asked or the server gave no log-probabilities."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``ragent kb ask --json``)."""
@@ -156,6 +162,9 @@ def answer(
     recover: bool = True,
     grounded: bool = True,
     rewrite_client: ChatClient | None = None,
+    answerability: bool | None = None,
+    refuse_below: float = REFUSE_BELOW,
+    quote_above: float = QUOTE_ABOVE,
 ) -> Answer:
     """Answer ``question`` from ``retriever`` with numbered citations, streaming checked sentences to ``on_delta``
     (their text) and ``on_segment`` (text and kind).
@@ -169,7 +178,17 @@ def answer(
     (default) the model is asked once more with a stricter instruction, and if that reply holds no words either,
     the answer quotes the top passage's most relevant sentence (``Answer.fallback`` says which happened). Without
     ``recover`` and ``grounded`` the text is the model's reply as it is, numbered by :func:`attribute`.
-    ``rewrite_client`` rewrites follow-up questions (default ``client``; a small model is enough)."""
+    ``rewrite_client`` rewrites follow-up questions (default ``client``; a small model is enough).
+
+    With ``answerability`` (and ``grounded``) the model first judges, in one token, whether the passages answer the
+    question (:func:`core.rag.answerable.judge`, P(yes)), combined with the share of the question's words the best
+    passage holds (:func:`core.rag.answerable.answerability`): under ``refuse_below`` (English questions: the
+    calibrated language) the answer says the passages do not contain it, without asking for one; from
+    ``quote_above``, a reply in which the model refuses anyway is replaced by a marked quotation of the passage
+    sentence that best answers the question ("when unsure, quote the source").
+    A server without log-probabilities gives no judgement, and the answer goes on without it. ``None`` (default)
+    asks for the judgement when ``client`` talks to a server (:class:`~llm_backend.client.OpenAIChatClient`), not
+    from in-process fakes, whose scripted replies carry no log-probabilities."""
     query = rewrite_query(question, history, rewrite_client or client) if history else question
     lang = language or detect_language(question)
     tpl = load_template(template)
@@ -207,19 +226,32 @@ def answer(
         log.info("left out %d sentence(s) with figures no passage holds (%r), or no figure stated; quoting passage [%d]", len(dropped), dropped[:2], cited.number)
         return Segment(tpl.render(lang, "quote", sentence=sentence, number=cited.number), "quote", (cited.number,))
 
-    # 5. stream, sentence by sentence, checked against the passages
-    writer = GroundedWriter(sources, emit)
+    # 5. does a passage answer it? (one token; the passages' prompt processing is then cached for the answer)
+    judged = isinstance(client, OpenAIChatClient) if answerability is None else answerability
+    p_yes = judge(client, query, sources, lang).p_yes if judged else None
+    same_language = [c for c in sources if detect_language(c.text) == lang]
+    score = answerable_probability(p_yes, max(term_coverage(query, c.text) for c in same_language)) if p_yes is not None and same_language else None
+    if score is not None and lang in JUDGED_LANGUAGES and score < refuse_below:
+        log.info("the passages were judged not to answer the question (answerability %.2f < %.2f, P(yes) %.2f)", score, refuse_below, p_yes)
+        segment = Segment(tpl.render(lang, "not_answered"), "model")
+        emit(segment)
+        return Answer(text=segment.text, question=question, query=query, sources=sources, language=lang, segments=(segment,), answerability=score)
+    # a relevant passage in another language (the gate's cross-lingual rule) has no word coverage: P(yes) decides
+    confident = (score if score is not None else p_yes if p_yes is not None else 0.0) >= quote_above
+    close = partial(GroundedWriter.close, quote=quote, need_figure=asks_for_figure(query), question=query, quote_refusal=p_yes is not None and confident)
+    # 6. stream, sentence by sentence, checked against the passages
+    instruction = tpl.render(lang, "user", question="", passages=[])
+    writer = GroundedWriter(sources, emit, instruction=instruction)
     usage = _stream(client, messages, writer, temperature=temperature, max_tokens=max_tokens)
-    need_figure = asks_for_figure(query)
-    writer.close(quote, need_figure=need_figure)
+    close(writer)
     fallback = ""
     if recover and not writer.segments:
         log.info("answer held no words (%r); asking again with a stricter instruction", writer.raw[:80])
         retry = [messages[0], {"role": "user", "content": str(messages[1]["content"]) + "\n" + tpl.render(lang, "retry", question=query)}]
         first = writer
-        writer = GroundedWriter(sources, emit)
+        writer = GroundedWriter(sources, emit, instruction=instruction)
         usage = usage + _stream(client, retry, writer, temperature=temperature, max_tokens=max_tokens)
-        writer.close(quote, need_figure=need_figure)
+        close(writer)
         writer.dropped[:0] = first.dropped
         fallback = "retry"
         if not writer.segments:
@@ -229,7 +261,7 @@ def answer(
             writer.segments.append(segment)
             emit(segment)
             fallback = "extract"
-    # 6. cite: the markers the checked text carries; the model's own ones are explicit, the others inferred
+    # 7. cite: the markers the checked text carries; the model's own ones are explicit, the others inferred
     text = writer.text
     explicit = {c.number for c in parse_citations(writer.raw, sources)}
     refused = any(p in text for p in REFUSALS)
@@ -246,6 +278,7 @@ def answer(
         fallback=fallback,
         segments=tuple(writer.segments),
         dropped=tuple(writer.dropped),
+        answerability=score if score is not None else p_yes,
     )
 
 

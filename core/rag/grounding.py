@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from core.rag.citations import CITE, Citation, passage_sentences, split_sentences, word_coverage
+from core.rag.context import QUESTION_WORDS
 from knowledge.lexical import tokenize
 
 _NAME = re.compile(r"(?<![A-Za-z0-9_.])[A-Za-z][A-Za-z0-9]*(?:[-_./][A-Za-z0-9]+)*")
@@ -182,8 +183,12 @@ class GroundedWriter:
         on_segment: Callable[[Segment], None] | None = None,
         *,
         min_coverage: float = 0.3,
+        instruction: str = "",
     ) -> None:
         self.sources = list(sources)
+        self.instruction = set(tokenize(instruction))
+        """Words of the prompt's own instructions: a sentence made only of them ("Copy numbers and names exactly as
+        the passages write them.") is the model repeating its prompt, not an answer, and is left out."""
         self.facts = [PassageFacts(c.text) for c in self.sources]
         self.terms = [set(tokenize(c.text + " " + c.section)) for c in self.sources]
         self.on_segment = on_segment
@@ -191,6 +196,8 @@ class GroundedWriter:
         self.segments: list[Segment] = []
         self.dropped: list[str] = []
         self.raw = ""
+        self.refusal = ""
+        """The model's "the passages do not contain the answer" sentence: held back until :meth:`close` decides."""
         self._buffer = ""
 
     def feed(self, delta: str) -> None:
@@ -203,20 +210,30 @@ class GroundedWriter:
                 self._sentence(sentence)
             self._buffer = pieces[-1]
 
-    def close(self, quote: Callable[[list[str]], Segment | None] | None = None, *, need_figure: bool = False) -> None:
-        """The reply has ended: check its last sentence, then add the quotation if anything was dropped, or if
-        ``need_figure`` (the question asks for a number) and the model's words state none."""
+    def close(
+        self, quote: Callable[[list[str]], Segment | None] | None = None, *, need_figure: bool = False, question: str = "",
+        quote_refusal: bool = False,
+    ) -> None:
+        """The reply has ended: check its last sentence, then add the quotation if anything was dropped, if
+        ``need_figure`` (the question asks for a number) and the model's words state none, or if the model's words
+        say nothing that ``question`` does not already say (it repeated the question as its answer).
+
+        A refusal sentence of the model was held back: with ``quote_refusal`` (the passages were judged to answer
+        the question) the quotation replaces it, else it is shown."""
         if self._buffer:
             self._sentence(self._buffer)
             self._buffer = ""
-        unanswered = need_figure and self.segments and not states_figure(self.segments) and not self._refused()
+        if self.refusal:
+            segment = quote(self.dropped) if quote_refusal and quote is not None else None
+            self._emit(segment if segment is not None else Segment(self.refusal, "model"))
+            return
+        unanswered = bool(self.segments) and (
+            (need_figure and not states_figure(self.segments)) or (bool(question) and says_nothing_new(question, self.segments))
+        )
         if (self.dropped or unanswered) and quote is not None:
             segment = quote(self.dropped)
             if segment is not None:
                 self._emit(segment)
-
-    def _refused(self) -> bool:
-        return any(p in self.text for p in REFUSAL_PHRASES)
 
     @property
     def text(self) -> str:
@@ -233,6 +250,12 @@ class GroundedWriter:
     def _sentence(self, sentence: str) -> None:
         if not any(ch.isalnum() for ch in CITE.sub("", sentence)):
             return  # markers or punctuation only: nothing to say
+        words = set(tokenize(CITE.sub(" ", sentence)))
+        if self.instruction and len(words) >= 3 and words <= self.instruction:
+            return
+        if any(p in sentence for p in REFUSAL_PHRASES):
+            self.refusal = self.refusal or CITE.sub("", sentence).strip()
+            return
         stated = claims(sentence)
         own = [int(n) for m in CITE.finditer(sentence) for n in re.split(r"[,，、]", m.group(1)) if n.strip().isdigit()]
         own_idx = [i for i, c in enumerate(self.sources) if c.number in own]
@@ -278,6 +301,21 @@ def asks_for_figure(question: str) -> bool:
 def states_figure(segments: Sequence[Segment]) -> bool:
     """Whether the model's own segments state any number."""
     return any(c.kind == "number" for s in segments if s.kind == "model" for c in claims(s.text))
+
+
+def says_nothing_new(question: str, segments: Sequence[Segment]) -> bool:
+    """Whether the model's segments hold no word that the question does not already hold (question words such as
+    "what" aside): "Chad DiMera has played Chad DiMera on Days of Our Lives." answers nothing."""
+    said = {_stem(w) for w in tokenize(" ".join(CITE.sub(" ", s.text) for s in segments if s.kind == "model"))}
+    return bool(said) and not (said - {_stem(w) for w in tokenize(question)} - QUESTION_WORDS)
+
+
+def _stem(word: str) -> str:
+    """A crude English stem, enough to tell "uses" and "use" apart from new words ("played" -> "play")."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.isascii() and len(word) > len(suffix) + 2 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
 
 
 def best_passage_sentence(query: str, sources: Sequence[Citation], *, hint: str = "") -> tuple[Citation, str] | None:

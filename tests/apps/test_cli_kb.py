@@ -62,14 +62,14 @@ def test_clear_errors() -> None:
 def test_ask_streams_a_cited_answer(corpus: Path) -> None:
     _ok(["kb", "create", "ask", "--embedder", "none"])
     _ok(["kb", "ingest", "ask", str(corpus)])
-    with FakeOpenAIServer(["LoRA 只训练低秩分解矩阵 [1]。"]) as server:
+    with FakeOpenAIServer(["是", "LoRA 只训练低秩分解矩阵 [1]。"]) as server:  # the judgement first (no log-probabilities)
         out = _ok(["kb", "ask", "ask", "LoRA 训练什么矩阵？", "--base-url", server.url, "--json"])
-        body = server.chat_requests()[0]
+        body = server.chat_requests()[-1]
     answer = json.loads(out)
     assert answer["found"] and answer["citations"][0]["number"] == 1
     assert answer["citations"][0]["source"].endswith("lora.md")
     assert body["stream"] is True and "低秩分解矩阵" in body["messages"][1]["content"]
-    with FakeOpenAIServer(["LoRA 只训练低秩分解矩阵 [1]。"]) as server:
+    with FakeOpenAIServer(["是", "LoRA 只训练低秩分解矩阵 [1]。"]) as server:
         text = _ok(["kb", "ask", "ask", "LoRA 训练什么矩阵？", "--base-url", server.url])
     assert "低秩分解矩阵 [1]" in text and "Sources:" in text and "lora.md" in text
     assert text.count("低秩分解矩阵") == 1  # the answer is printed once (it used to be repeated with its sources)
