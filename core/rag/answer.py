@@ -229,15 +229,16 @@ def answer(
     # 5. does a passage answer it? (one token; the passages' prompt processing is then cached for the answer)
     judged = isinstance(client, OpenAIChatClient) if answerability is None else answerability
     p_yes = judge(client, query, sources, lang).p_yes if judged else None
-    same_language = [c for c in sources if detect_language(c.text) == lang]
-    score = answerable_probability(p_yes, max(term_coverage(query, c.text) for c in same_language)) if p_yes is not None and same_language else None
+    # calibrated on passages in the question's language: another language (a Chinese book, its code) has no word coverage
+    monolingual = all(detect_language(c.text) == lang for c in sources)
+    score = answerable_probability(p_yes, max(term_coverage(query, c.text) for c in sources)) if p_yes is not None and monolingual else None
     if score is not None and lang in JUDGED_LANGUAGES and score < refuse_below:
         log.info("the passages were judged not to answer the question (answerability %.2f < %.2f, P(yes) %.2f)", score, refuse_below, p_yes)
         segment = Segment(tpl.render(lang, "not_answered"), "model")
         emit(segment)
         return Answer(text=segment.text, question=question, query=query, sources=sources, language=lang, segments=(segment,), answerability=score)
-    # a relevant passage in another language (the gate's cross-lingual rule) has no word coverage: P(yes) decides
-    confident = (score if score is not None else p_yes if p_yes is not None else 0.0) >= quote_above
+    # passages in several languages: the gate vouched for them, so a refusal of the model becomes a quotation
+    confident = score is None or score >= quote_above
     close = partial(GroundedWriter.close, quote=quote, need_figure=asks_for_figure(query), question=query, quote_refusal=p_yes is not None and confident)
     # 6. stream, sentence by sentence, checked against the passages
     instruction = tpl.render(lang, "user", question="", passages=[])

@@ -318,16 +318,35 @@ def _stem(word: str) -> str:
     return word
 
 
+def _headed_sentences(text: str) -> list[tuple[str, str]]:
+    """The sentences of a passage (:func:`passage_sentences`), each with the markdown heading it opens a section
+    under ("" for the others): a FAQ answer's first sentence ("Markdown (.md), text, PDF ...") shares no word with
+    the question, its heading ("Which file types can I add?") does."""
+    out: list[tuple[str, str]] = []
+    heading = ""
+    for block in re.split(r"\n(?=#)|(?<=\n)(?=#)", text):
+        lines = block.splitlines()
+        if lines and lines[0].lstrip().startswith("#"):
+            heading, body = lines[0].lstrip("# ").strip(), "\n".join(lines[1:])
+        else:
+            heading, body = "", block
+        for i, sentence in enumerate(passage_sentences(body)):
+            out.append((sentence, heading if i == 0 else ""))
+    return out
+
+
 def best_passage_sentence(query: str, sources: Sequence[Citation], *, hint: str = "") -> tuple[Citation, str] | None:
-    """The passage sentence that best answers ``query``: most query words, then most ``hint`` words (the dropped
-    sentence's), then the earlier passage. None when there are no sources."""
-    q = set(tokenize(query))
+    """The passage sentence that best answers ``query``: most query words (a section's first sentence also counts
+    those of its heading), then most ``hint`` words (the dropped sentence's), then the earlier passage. None when
+    there are no sources."""
+    q = set(tokenize(query)) - QUESTION_WORDS
     h = set(tokenize(hint)) - q
     best: tuple[float, Citation, str] | None = None
     for c in sources:
-        for sentence in passage_sentences(c.text):
+        for sentence, heading in _headed_sentences(c.text):
             terms = set(tokenize(sentence))
             score = len(q & terms) + 0.5 * len(h & terms) + (0.25 if any(ch.isdigit() for ch in sentence) else 0.0)
+            score += 0.9 * len(q & set(tokenize(heading)) - terms)
             if best is None or score > best[0]:
                 best = (score, c, sentence)
     return (best[1], best[2]) if best is not None else None

@@ -130,3 +130,21 @@ def test_a_sentence_that_repeats_the_prompts_instruction_is_left_out() -> None:
     client = ScriptedChatClient(["Copy numbers and names exactly as the passages write them. The app uses port 8501 [1]."])
     result = answer("Which port does the app use?", retriever=FixedRetriever(EN_HITS), client=client, tokenizer=default_tokenizer())
     assert result.text == "The app uses port 8501 [1]."
+
+
+def test_the_quotation_counts_a_sections_heading_for_its_first_sentence() -> None:
+    from core.rag.citations import Citation
+    from core.rag.grounding import best_passage_sentence
+
+    faq = "## Which file types can I add to a knowledge base?\n\nMarkdown (.md), text (.txt) and PDF (.pdf). Other types are refused."
+    other = 'In the app, use "Create a knowledge base" in the sidebar and "Add files" to upload.'
+    found = best_passage_sentence("Which file types can I add to a knowledge base?", [Citation(1, "a", "faq.md", text=other), Citation(2, "b", "faq.md", text=faq)])
+    assert found is not None and found[0].number == 2 and found[1] == "Markdown (.md), text (.txt) and PDF (.pdf)."
+
+
+def test_passages_in_another_language_are_not_refused_by_the_judgement() -> None:
+    zh = [Hit("z", "第五章的 SFT 阶段在 BelleGroup 350万条中文指令上训练了 24 小时。", 0.9, {"source": "/book/ch5.md", "bm25_score": 2.0})]
+    client = ScriptedChatClient([verdict(0.01), "The passages do not contain the answer."])
+    result = answer("How long was the SFT stage trained on BelleGroup?", retriever=FixedRetriever(zh), client=client, tokenizer=default_tokenizer(), answerability=True)
+    assert len(client.calls) == 2  # not refused by the judgement: calibrated on passages in the question's language
+    assert result.segments[0].kind == "quote" and "24 小时" in result.text  # the model's refusal became a quotation
