@@ -234,9 +234,17 @@ def answer(
     score = answerable_probability(p_yes, max(term_coverage(query, c.text) for c in sources)) if p_yes is not None and monolingual else None
     if score is not None and lang in JUDGED_LANGUAGES and score < refuse_below:
         log.info("the passages were judged not to answer the question (answerability %.2f < %.2f, P(yes) %.2f)", score, refuse_below, p_yes)
-        segment = Segment(tpl.render(lang, "not_answered"), "model")
-        emit(segment)
-        return Answer(text=segment.text, question=question, query=query, sources=sources, language=lang, segments=(segment,), answerability=score)
+        # The judgement is wrong for some answerable questions (docs/benchmarks.md): the refusal shows the closest
+        # passage sentence, marked as a quotation, so the user can see for themselves ("when unsure, quote").
+        closest = quote([])
+        segments = (Segment(tpl.render(lang, "not_answered"), "model"),) + ((closest,) if closest is not None else ())
+        for segment in segments:
+            emit(segment)
+        shown = tuple(replace(c, inferred=False) for c in sources if closest is not None and c.number in closest.citations)
+        return Answer(
+            text=" ".join(s.text for s in segments), citations=shown, question=question, query=query, sources=sources, language=lang,
+            segments=segments, answerability=score,
+        )
     # passages in several languages: the gate vouched for them, so a refusal of the model becomes a quotation
     confident = score is None or score >= quote_above
     close = partial(GroundedWriter.close, quote=quote, need_figure=asks_for_figure(query), question=query, quote_refusal=p_yes is not None and confident)

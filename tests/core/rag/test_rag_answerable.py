@@ -56,7 +56,12 @@ def test_judgement_low_refuses_without_asking_for_the_answer() -> None:
     assert 0.35 < result.answerability < 0.5  # type: ignore[attr-defined]  # P(yes) 0.05, although the passage holds the question's words
     kept = ScriptedChatClient([verdict(0.05), "The app uses port 8501 by default [1]."])
     assert ask(kept).text.startswith("The app uses port 8501")  # type: ignore[attr-defined]  # the default cut (0.35) keeps it
-    assert any(p in result.text for p in REFUSAL_PHRASES) and not result.citations  # type: ignore[attr-defined]
+    assert any(p in result.text for p in REFUSAL_PHRASES)  # type: ignore[attr-defined]
+    # the refusal ends with the closest passage sentence, marked as a quotation and cited, so the user can judge
+    kinds = [s.kind for s in result.segments]  # type: ignore[attr-defined]
+    assert kinds == ["model", "quote"] and "port 8501" in result.segments[1].text  # type: ignore[attr-defined]
+    assert [c.number for c in result.citations] == [1] and not result.citations[0].inferred  # type: ignore[attr-defined]
+    assert result.text == " ".join(s.text for s in result.segments)  # type: ignore[attr-defined]
     assert result.found and [c.number for c in result.sources] == [1, 2]  # type: ignore[attr-defined]
     call = client.calls[0]
     assert len(client.calls) == 1 and call["max_tokens"] == 1 and call["logprobs"] is True and call["top_logprobs"] >= 2
