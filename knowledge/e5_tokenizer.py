@@ -17,7 +17,9 @@ into one per character. ``tests/knowledge/test_e5_onnx.py`` checks the ids again
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+import numpy as np
 
 from knowledge.e5_weights import E5File
 
@@ -76,3 +78,38 @@ class E5Tokenizer:
             ([self.bos, *content[a : a + self.window], self.eos], len(content[a : a + self.window]))
             for a in range(0, len(content), self.window)
         ]
+
+
+def pool_windows(
+    tokenizer: E5Tokenizer, texts: Sequence[str], *, query: bool, max_tokens: int, forward: Callable[[np.ndarray, np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """``(len(texts), dim)`` unit vectors in the order of ``texts``: every window of every text, longest first, in
+    batches of at most ``max_tokens`` padded tokens through ``forward(ids, mask)`` (int64 arrays; it returns the
+    mean-pooled, unnormalised rows), the windows of a text combined with their weights, rows L2-normalised."""
+    windows: list[tuple[int, list[int], int]] = []  # (text index, ids, weight)
+    for i, content in enumerate(tokenizer.content_ids(list(texts), query=query)):
+        windows.extend((i, ids, weight) for ids, weight in tokenizer.windows(content))
+    windows.sort(key=lambda w: -len(w[1]))
+    sums: np.ndarray | None = None
+    weights = np.zeros(len(texts), dtype=np.float64)
+    start = 0
+    while start < len(windows):
+        width = len(windows[start][1])  # the longest of this batch: sorted
+        stop = start + max(1, max_tokens // width)
+        batch = windows[start:stop]
+        ids = np.full((len(batch), width), tokenizer.pad, dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for row, (_, window_ids, _) in enumerate(batch):
+            ids[row, : len(window_ids)] = window_ids
+            mask[row, : len(window_ids)] = 1
+        pooled = forward(ids, mask)
+        if sums is None:
+            sums = np.zeros((len(texts), pooled.shape[1]), dtype=np.float64)
+        for row, (i, _, weight) in enumerate(batch):
+            sums[i] += weight * pooled[row]
+            weights[i] += weight
+        start = stop
+    if sums is None:
+        raise ValueError("pool_windows() needs at least one text")
+    vectors = sums / np.clip(weights, 1e-12, None)[:, None]
+    return np.asarray(vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None), dtype=np.float32)

