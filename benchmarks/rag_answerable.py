@@ -11,6 +11,13 @@ Run (a model server on port 8000)::
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/rag_answerable.py --start 100 --stop 300 --out /tmp/calib.json
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/rag_answerable.py --start 0 --stop 30 --out /tmp/heldout.json
 
+``--fit CALIB.json HELDOUT.json`` fits the weights of :func:`core.rag.answerable.answerability` (logistic
+regression, scikit-learn) on the first file's rows and reports ROC AUC on both, with and without e5's cosine of the
+closest passage (added to rows that lack it; no model server needed), and the cut that keeps 85% of the calibration
+slice's answerable questions::
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/rag_answerable.py --fit /tmp/calib.json /tmp/heldout.json
+
 ``--cross-lingual`` calibrates the relevance gate's e5 threshold for a question and a passage in different languages
 (no model server needed): for each English ClapNQ question the highest e5 cosine over all CMRC2018 (Chinese)
 passages, and for each CMRC2018 question the highest over ClapNQ's (English) passages, i.e. the best unrelated
@@ -51,6 +58,47 @@ def items(data_dir: Path, start: int, stop: int) -> list[dict[str, Any]]:
                     hits = [Hit(f"{row['id']}-{j}", p["text"], 1.0, {"source": f"clapnq/{p.get('title', '')}", "title": p.get("title", "")})
                             for j, p in enumerate(row["passages"])]
                     out.append({"index": i, "answerable": kind == "answerable", "q": row["input"], "hits": hits})
+    return out
+
+
+def add_dense(data_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """Give each row ``dense``: e5's highest cosine between its question and its first four passages (the ones the
+    pipeline packs), as an e5 knowledge base's retrieval would carry it."""
+    from knowledge.embedders import E5Embedder
+
+    e5 = E5Embedder()
+    files = {kind: (data_dir / "clapnq" / f"clapnq_dev_{kind}.jsonl").read_text(encoding="utf-8").splitlines() for kind in ("answerable", "unanswerable")}
+    for r in rows:
+        if r.get("dense") is None:
+            item = json.loads(files["answerable" if r["answerable"] else "unanswerable"][r["index"]])
+            passages = [p["text"] for p in item["passages"]][:4]
+            r["dense"] = float((e5.embed_documents(passages) @ e5.embed_query(item["input"])).max())
+
+
+def fit(data_dir: Path, calib_path: Path, held_path: Path, keep: float = 0.85) -> dict[str, Any]:
+    """Fit the answerability regression on ``calib_path``'s rows, check it on ``held_path``'s (see the docstring)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    calib = [r for r in json.loads(calib_path.read_text())["rows"] if r["p_yes"] is not None]
+    held = [r for r in json.loads(held_path.read_text())["rows"] if r["p_yes"] is not None]
+    add_dense(data_dir, calib)
+    add_dense(data_dir, held)
+    out: dict[str, Any] = {"calibration": len(calib), "held_out": len(held), "models": []}
+    for cols in (["p_yes"], ["coverage"], ["dense"], ["p_yes", "coverage"], ["p_yes", "coverage", "dense"]):
+        xc, yc = np.array([[r[c] for c in cols] for r in calib]), np.array([r["answerable"] for r in calib])
+        xh, yh = np.array([[r[c] for c in cols] for r in held]), np.array([r["answerable"] for r in held])
+        model = LogisticRegression(C=1e4).fit(xc, yc)
+        pc, ph = model.predict_proba(xc)[:, 1], model.predict_proba(xh)[:, 1]
+        cut = float(np.sort(pc[yc == 1])[int((1 - keep) * (yc == 1).sum())])
+        out["models"].append({
+            "signals": cols, "weights": [round(float(w), 2) for w in model.coef_[0]] + [round(float(model.intercept_[0]), 2)],
+            "auc_calibration": round(float(roc_auc_score(yc, pc)), 3), "auc_held_out": round(float(roc_auc_score(yh, ph)), 3),
+            "cut": round(cut, 2),
+            "calibration_refused": {"answerable": f"{int((pc[yc == 1] < cut).sum())}/{int((yc == 1).sum())}", "unanswerable": f"{int((pc[yc == 0] < cut).sum())}/{int((yc == 0).sum())}"},
+            "held_out_refused": {"answerable": f"{int((ph[yh == 1] < cut).sum())}/{int((yh == 1).sum())}", "unanswerable": f"{int((ph[yh == 0] < cut).sum())}/{int((yh == 0).sum())}"},
+        })
     return out
 
 
@@ -115,7 +163,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--cross-lingual", action="store_true", help="calibrate the gate's cross-lingual e5 threshold instead")
     parser.add_argument("--book-kb", default="happy-llm-book-e5d")
+    parser.add_argument("--fit", type=Path, nargs=2, metavar=("CALIB", "HELDOUT"), help="fit the answerability weights on two result files")
     args = parser.parse_args(argv)
+    if args.fit:
+        fitted = fit(args.data_dir, *args.fit)
+        print(json.dumps(fitted, indent=1))
+        if args.out:
+            args.out.write_text(json.dumps(fitted, indent=1))
+        return 0
     if args.cross_lingual:
         result = cross_lingual(args.data_dir, args.book_kb)
         print(json.dumps(result, indent=1, ensure_ascii=False))

@@ -116,15 +116,21 @@ class FixedRetriever:
 
 
 def clapnq_items(data_dir: Path, answerable: int, unanswerable: int) -> list[dict[str, Any]]:
-    """The first ClapNQ dev questions of each kind, with their passages."""
+    """The first ClapNQ dev questions of each kind, with their passages, each carrying its e5 cosine to the question
+    (``dense_score``) as retrieval from a knowledge base with the default embedder would give it."""
+    from knowledge.embedders import E5Embedder
+
+    e5 = E5Embedder()
     items: list[dict[str, Any]] = []
     for kind, n in (("answerable", answerable), ("unanswerable", unanswerable)):
         with open(data_dir / "clapnq" / f"clapnq_dev_{kind}.jsonl", encoding="utf-8") as fh:
             for line in list(fh)[:n]:
                 row = json.loads(line)
+                cosines = e5.embed_documents([p["text"] for p in row["passages"]]) @ e5.embed_query(row["input"])
                 hits = [
-                    Hit(f"{row['id']}-{i}", p["text"], 1.0, {"source": f"clapnq/{p.get('title', '')}", "title": p.get("title", ""), "bm25_score": 1.0})
-                    for i, p in enumerate(row["passages"])
+                    Hit(f"{row['id']}-{i}", p["text"], 1.0, {"source": f"clapnq/{p.get('title', '')}", "title": p.get("title", ""), "bm25_score": 1.0,
+                                                             "dense_score": float(cos), "dense_model": "e5"})
+                    for i, (p, cos) in enumerate(zip(row["passages"], cosines, strict=True))
                 ]
                 reference = (row.get("output") or [{}])[0].get("answer", "")
                 items.append({"set": "clapnq", "lang": "en", "q": row["input"], "answerable": kind == "answerable", "hits": hits, "reference": reference})
