@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from typing import Any, cast
 
-from core.rag.answerable import JUDGED_LANGUAGES, QUOTE_ABOVE, dense_similarity, judge, refuse_cut
+from core.rag.answerable import JUDGED_LANGUAGES, QUOTE_ABOVE, REFUSE_BELOW, judge
 from core.rag.answerable import answerability as answerable_probability
 from core.rag.citations import Citation, attribute, best_sentence, marker_only, parse_citations
 from core.rag.context import MIN_TERM_COVERAGE, QUESTION_WORDS, is_relevant, pack_context, term_coverage, to_citation
@@ -163,7 +163,7 @@ def answer(
     grounded: bool = True,
     rewrite_client: ChatClient | None = None,
     answerability: bool | None = None,
-    refuse_below: float | None = None,
+    refuse_below: float = REFUSE_BELOW,
     quote_above: float = QUOTE_ABOVE,
 ) -> Answer:
     """Answer ``question`` from ``retriever`` with numbered citations, streaming checked sentences to ``on_delta``
@@ -182,10 +182,8 @@ def answer(
 
     With ``answerability`` (and ``grounded``) the model first judges, in one token, whether the passages answer the
     question (:func:`core.rag.answerable.judge`, P(yes)), combined with the share of the question's words the best
-    passage holds and, on an e5 knowledge base, e5's cosine of the closest passage
-    (:func:`core.rag.answerable.answerability`): under ``refuse_below`` (default: the calibrated cut,
-    :func:`core.rag.answerable.refuse_cut`; English questions: the calibrated language) the answer says the passages
-    do not contain it, without asking for one, and quotes the closest passage sentence; from
+    passage holds (:func:`core.rag.answerable.answerability`): under ``refuse_below`` (English questions: the
+    calibrated language) the answer says the passages do not contain it, without asking for one; from
     ``quote_above``, a reply in which the model refuses anyway is replaced by a marked quotation of the passage
     sentence that best answers the question ("when unsure, quote the source").
     A server without log-probabilities gives no judgement, and the answer goes on without it. ``None`` (default)
@@ -233,12 +231,9 @@ def answer(
     p_yes = judge(client, query, sources, lang).p_yes if judged else None
     # calibrated on passages in the question's language: another language (a Chinese book, its code) has no word coverage
     monolingual = all(detect_language(c.text) == lang for c in sources)
-    dense = dense_similarity([hit.meta for hit, _ in packed])
-    coverage = max(term_coverage(query, c.text) for c in sources)
-    score = answerable_probability(p_yes, coverage, dense) if p_yes is not None and monolingual else None
-    cut = refuse_cut(dense) if refuse_below is None else refuse_below
-    if score is not None and lang in JUDGED_LANGUAGES and score < cut:
-        log.info("the passages were judged not to answer the question (answerability %.2f < %.2f, P(yes) %.2f, e5 %s)", score, cut, p_yes, dense)
+    score = answerable_probability(p_yes, max(term_coverage(query, c.text) for c in sources)) if p_yes is not None and monolingual else None
+    if score is not None and lang in JUDGED_LANGUAGES and score < refuse_below:
+        log.info("the passages were judged not to answer the question (answerability %.2f < %.2f, P(yes) %.2f)", score, refuse_below, p_yes)
         # The judgement is wrong for some answerable questions (docs/benchmarks.md): the refusal shows the closest
         # passage sentence, marked as a quotation, so the user can see for themselves ("when unsure, quote").
         closest = quote([])

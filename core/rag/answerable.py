@@ -11,7 +11,10 @@ The 0.5B model's P(yes) alone separates answerable from unanswerable questions p
 combines it with the share of the question's words that the best passage holds. The weights and the thresholds
 that turn the result into a decision (:data:`REFUSE_BELOW`, :data:`QUOTE_ABOVE`) were calibrated on ClapNQ dev
 questions that ``benchmarks/rag_answers.py`` does not score (``benchmarks/rag_answerable.py``; figures in
-docs/benchmarks.md).
+docs/benchmarks.md). e5's cosine between the question and the closest passage separates ClapNQ's questions better
+(held-out ROC AUC 0.85 alone, 0.86 with both signals here, ``rag_answerable.py --fit``), but its scale depends on the
+kind of text: fitted on ClapNQ's Wikipedia passages, it refused 4 of the user guide's 16 answerable questions
+("Which port does the app use by default?" among them) and let an out-of-guide one through, so it is not used.
 """
 
 from __future__ import annotations
@@ -34,18 +37,6 @@ WEIGHTS = (6.88, 4.12, -4.86)
 """Logistic regression of "a passage answers it" on (P(yes), term coverage), fitted on ClapNQ dev questions
 100-299 (200 answerable, 200 unanswerable). Either signal alone separates them worse (ROC AUC: P(yes) 0.72, the
 share of the question's words in the best passage 0.80, both 0.83)."""
-WEIGHTS_DENSE = (6.49, 1.49, 47.26, -43.96)
-"""The same regression with a third signal, e5's cosine between the question and the closest passage (the dense
-score that hybrid and dense retrieval of an ``e5`` knowledge base carry), fitted on the same 400 questions
-(``benchmarks/rag_answerable.py --fit``): ROC AUC 0.909 on them and 0.860 on held-out questions 0-29 (without it
-0.830 and 0.776; e5's cosine alone 0.901 and 0.853). e5 was trained to rank answer-bearing passages first, so its
-cosine says more about "does this passage answer it" than the 0.5B model's yes/no."""
-DENSE_MODELS = frozenset({"e5", "e5-int8"})
-"""Embedders whose cosine :data:`WEIGHTS_DENSE` was fitted on (e5-int8's vectors are within cosine 0.997 of e5's)."""
-REFUSE_BELOW_DENSE = 0.55
-"""The cut for :data:`WEIGHTS_DENSE`, by the rule of :data:`REFUSE_BELOW`: it keeps 85% of the answerable
-calibration questions (170/200) and refuses 85% of the unanswerable ones (169/200); held out (0-29), 23/30 and
-25/30 (docs/benchmarks.md)."""
 REFUSE_BELOW = 0.35
 """Answerability under which the answer is refused without asking for it: the cut that keeps at least 85% of the
 answerable calibration questions (86% kept, 63% of the unanswerable refused; 0.5 would keep 75% and refuse 80%).
@@ -71,28 +62,11 @@ class Judgement:
     seconds: float = 0.0
 
 
-def answerability(p_yes: float, coverage: float, dense: float | None = None) -> float:
-    """The probability that the passages answer the question, from the model's P(yes), the share of the
-    question's words that the best passage holds and, when known, e5's cosine between the question and the closest
-    passage (:data:`WEIGHTS_DENSE`; else :data:`WEIGHTS`)."""
-    if dense is not None:
-        a, b, d, c = WEIGHTS_DENSE
-        return 1.0 / (1.0 + math.exp(-(a * p_yes + b * coverage + d * dense + c)))
+def answerability(p_yes: float, coverage: float) -> float:
+    """The probability that the passages answer the question, from the model's P(yes) and the share of the
+    question's words that the best passage holds (:data:`WEIGHTS`)."""
     a, b, c = WEIGHTS
     return 1.0 / (1.0 + math.exp(-(a * p_yes + b * coverage + c)))
-
-
-def refuse_cut(dense: float | None) -> float:
-    """The answerability under which the answer is refused: :data:`REFUSE_BELOW_DENSE` with e5's cosine among the
-    signals, else :data:`REFUSE_BELOW`."""
-    return REFUSE_BELOW_DENSE if dense is not None else REFUSE_BELOW
-
-
-def dense_similarity(metas: Sequence[dict[str, Any]]) -> float | None:
-    """The highest e5 cosine among the hits' metadata (``dense_score`` of a :data:`DENSE_MODELS` embedder), or None
-    when no hit carries one (a BM25-only knowledge base, another embedder)."""
-    scores = [float(m["dense_score"]) for m in metas if m.get("dense_model") in DENSE_MODELS and isinstance(m.get("dense_score"), int | float)]
-    return max(scores) if scores else None
 
 
 def judge_messages(question: str, sources: Sequence[Citation], language: str) -> list[Message]:

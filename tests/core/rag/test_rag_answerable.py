@@ -8,7 +8,7 @@ import math
 import pytest
 
 from core.rag.answer import answer
-from core.rag.answerable import REFUSE_BELOW_DENSE, answerability, dense_similarity, judge, p_yes_from
+from core.rag.answerable import judge, p_yes_from
 from core.rag.context import CROSS_LINGUAL_RELEVANCE, DENSE_RELEVANCE, is_relevant
 from core.rag.grounding import REFUSAL_PHRASES, Segment, says_nothing_new
 from knowledge.tokenizer import default_tokenizer
@@ -77,25 +77,6 @@ def test_judgement_high_turns_the_models_refusal_into_a_quotation() -> None:
     assert result.text == 'Passage [1] says: "The app listens on port 8501 by default." [1]'  # type: ignore[attr-defined]
     assert [s.kind for s in result.segments] == ["quote"] and "".join(deltas) == result.text  # type: ignore[attr-defined]
     assert [c.number for c in result.citations] == [1]  # type: ignore[attr-defined]
-
-
-def test_e5_similarity_of_the_closest_passage_joins_the_judgement() -> None:
-    def with_dense(cosine: float, model: str = "e5") -> list[Hit]:
-        return [Hit(h.chunk_id, h.text, h.score, {**h.meta, "dense_score": cosine, "dense_model": model}) for h in EN_HITS]
-
-    def run(hits: list[Hit]) -> object:
-        client = ScriptedChatClient([verdict(0.6), "The app uses port 8501 by default [1]."])
-        return answer("Which port does the app use?", retriever=FixedRetriever(hits), client=client, tokenizer=default_tokenizer(), answerability=True)
-
-    # the same P(yes) and words: a passage e5 finds far from the question is refused, a close one answers
-    far, close = run(with_dense(0.80)), run(with_dense(0.90))
-    assert any(p in far.text for p in REFUSAL_PHRASES) and far.answerability < REFUSE_BELOW_DENSE  # type: ignore[attr-defined]
-    assert close.text == "The app uses port 8501 by default [1]." and close.answerability > 0.9  # type: ignore[attr-defined]
-    # another embedder's cosine is not on e5's scale: the two-signal judgement applies (and answers here)
-    other = run(with_dense(0.10, "minilm"))
-    assert other.text == "The app uses port 8501 by default [1]."  # type: ignore[attr-defined]
-    assert dense_similarity([{"dense_score": 0.7, "dense_model": "e5"}, {"dense_score": 0.9, "dense_model": "e5-int8"}, {"bm25_score": 3.0}]) == 0.9
-    assert dense_similarity([{"bm25_score": 3.0}]) is None and answerability(0.6, 1.0, None) == answerability(0.6, 1.0)
 
 
 def test_judgement_in_between_keeps_the_models_refusal() -> None:
