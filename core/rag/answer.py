@@ -237,12 +237,14 @@ def answer(
         # The judgement is wrong for some answerable questions (docs/benchmarks.md): the refusal shows the closest
         # passage sentence, marked as a quotation, so the user can see for themselves ("when unsure, quote").
         closest = quote([])
-        segments = (Segment(tpl.render(lang, "not_answered"), "model"),) + ((closest,) if closest is not None else ())
+        segments: tuple[Segment, ...] = (Segment(tpl.render(lang, "not_answered"), "model"),)
+        if closest is not None:  # on a line of its own, as GroundedWriter puts a quotation after other text
+            segments += (replace(closest, text="\n" + closest.text),)
         for segment in segments:
             emit(segment)
         shown = tuple(replace(c, inferred=False) for c in sources if closest is not None and c.number in closest.citations)
         return Answer(
-            text=" ".join(s.text for s in segments), citations=shown, question=question, query=query, sources=sources, language=lang,
+            text="".join(s.text for s in segments), citations=shown, question=question, query=query, sources=sources, language=lang,
             segments=segments, answerability=score,
         )
     # passages in several languages: the gate vouched for them, so a refusal of the model becomes a quotation

@@ -61,7 +61,7 @@ def test_judgement_low_refuses_without_asking_for_the_answer() -> None:
     kinds = [s.kind for s in result.segments]  # type: ignore[attr-defined]
     assert kinds == ["model", "quote"] and "port 8501" in result.segments[1].text  # type: ignore[attr-defined]
     assert [c.number for c in result.citations] == [1] and not result.citations[0].inferred  # type: ignore[attr-defined]
-    assert result.text == " ".join(s.text for s in result.segments)  # type: ignore[attr-defined]
+    assert result.text == "".join(s.text for s in result.segments) and result.segments[1].text.startswith("\nPassage [1] says")  # type: ignore[attr-defined]
     assert result.found and [c.number for c in result.sources] == [1, 2]  # type: ignore[attr-defined]
     call = client.calls[0]
     assert len(client.calls) == 1 and call["max_tokens"] == 1 and call["logprobs"] is True and call["top_logprobs"] >= 2
