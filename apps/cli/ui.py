@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
             False, "--with-default-kb", help="Build or refresh the knowledge base 'ragent-docs' from the user guide in docs/ first (incremental)."
         ),
         kb_embedder: str = typer.Option(
-            "e5", "--kb-embedder", help="Embedder of the default knowledge base: e5 (multilingual dense + BM25, the default; the first build exports the model once, about a minute), none (BM25 only, builds in seconds) or minilm (English)."
+            "e5", "--kb-embedder", help="Embedder of the default knowledge base: e5 (multilingual dense + BM25, the default; without bf16 matrix units (AMX) the first build exports the model once, about a minute), none (BM25 only, builds in seconds) or minilm (English)."
         ),
         docs: Path | None = typer.Option(None, "--docs", help="Folder of the guide for the default knowledge base (default: docs/guide)."),
         base_url: str | None = typer.Option(None, "--base-url", help="Model server URL for the app (default: settings, RAGENT_BASE_URL)."),
