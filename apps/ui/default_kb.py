@@ -1,7 +1,7 @@
 """The default knowledge base of ``make run``: the project's own user guide (``docs/guide``, English and Chinese).
 
 Building it is incremental: the first time every page is read, later only changed pages are (a few seconds in all).
-The default embedder is ``e5`` (multilingual-e5-small on ONNX Runtime) with hybrid retrieval (dense + BM25), so a
+The default embedder is ``e5`` (multilingual-e5-small, bf16 on torch or fp32 on ONNX Runtime) with hybrid retrieval (dense + BM25), so a
 question in one language finds a page written in the other; on a CPU with bf16 matrix units (AMX, AVX512-BF16) it
 runs on torch at once; elsewhere the first build in a data home exports the ONNX graph once (about a minute). ``--kb-embedder none`` builds a BM25-only base in seconds.
 
