@@ -29,7 +29,7 @@ from core.rag.answerable import answerability as answerable_probability
 from core.rag.citations import Citation, attribute, best_sentence, marker_only, parse_citations
 from core.rag.context import MIN_TERM_COVERAGE, QUESTION_WORDS, is_relevant, pack_context, term_coverage, to_citation
 from core.rag.filters import Filters
-from core.rag.grounding import REFUSAL_PHRASES, GroundedWriter, Segment, asks_for_figure, best_passage_sentence
+from core.rag.grounding import REFUSAL_PHRASES, GroundedWriter, Segment, asks_for_figure, best_passage_sentence, placed
 from core.rag.lang import detect_language
 from core.rag.prompts import load_template
 from core.rag.rerankers import Reranker
@@ -238,8 +238,8 @@ def answer(
         # passage sentence, marked as a quotation, so the user can see for themselves ("when unsure, quote").
         closest = quote([])
         segments: tuple[Segment, ...] = (Segment(tpl.render(lang, "not_answered"), "model"),)
-        if closest is not None:  # on a line of its own, as GroundedWriter puts a quotation after other text
-            segments += (replace(closest, text="\n" + closest.text),)
+        if closest is not None:
+            segments += (placed(closest, after_text=True),)
         for segment in segments:
             emit(segment)
         shown = tuple(replace(c, inferred=False) for c in sources if closest is not None and c.number in closest.citations)

@@ -58,6 +58,13 @@ class Segment:
     citations: tuple[int, ...] = ()
 
 
+def placed(segment: Segment, *, after_text: bool) -> Segment:
+    """``segment`` as it follows what was shown before: a quotation after other text starts on a line of its own."""
+    if after_text and segment.kind == "quote" and not segment.text[:1].isspace():
+        return Segment("\n" + segment.text, segment.kind, segment.citations)
+    return segment
+
+
 def zh_number(text: str) -> int | None:
     """The value of a Chinese numeral (``十二`` 12, ``两千`` 2000, ``三万`` 30000), or None if it is not one."""
     total, section, digit = 0, 0, None
@@ -241,8 +248,7 @@ class GroundedWriter:
         return "".join(s.text for s in self.segments).strip()
 
     def _emit(self, segment: Segment) -> None:
-        if self.segments and not segment.text[:1].isspace() and segment.kind == "quote":
-            segment = Segment(("\n" if self.segments else "") + segment.text, segment.kind, segment.citations)
+        segment = placed(segment, after_text=bool(self.segments))
         self.segments.append(segment)
         if self.on_segment is not None:
             self.on_segment(segment)
