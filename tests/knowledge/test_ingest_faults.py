@@ -57,6 +57,17 @@ def _wait_for_files(manifest: Path, proc: subprocess.Popen[bytes], at_least: int
     return done
 
 
+def _stop(proc: subprocess.Popen[bytes], sig: signal.Signals, log: Path) -> str:
+    """Send ``sig`` and wait at most the promised stop time (plus a margin); the log's text once it has exited."""
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout=STOP_SECONDS + MARGIN)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail(f"still running {STOP_SECONDS + MARGIN} s after {sig.name}:\n{log.read_text()}")
+    return log.read_text(encoding="utf-8")
+
+
 def _wait_for_text(log: Path, proc: subprocess.Popen[bytes], text: str, timeout: float = 120) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
@@ -101,13 +112,7 @@ def test_sigint_stops_within_two_seconds_and_keeps_finished_files(setup: tuple[K
     proc = _start(home, 0.02, "kb", "ingest", "kb", str(corpus), log=log)
     kept = _wait_for_files(home / "kb" / "kb" / "manifest.json", proc, 1)
     assert proc.poll() is None and kept >= 1, log.read_text()
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=STOP_SECONDS + MARGIN)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail(f"still running {STOP_SECONDS + MARGIN} s after SIGINT:\n{log.read_text()}")
-    out = log.read_text(encoding="utf-8")
+    out = _stop(proc, signal.SIGINT, log)
     assert proc.returncode == 130, out
     assert "Traceback" not in out
     match = re.search(r"stopped by Ctrl-C: kept the (\d+) files finished in this run \((\d+) chunks\); (\d+) files not done", out)
@@ -134,13 +139,7 @@ def test_sigterm_stops_too(setup: tuple[KnowledgeBaseRegistry, Path, Path], tmp_
     log = tmp_path / "out.log"
     proc = _start(home, 0.02, "kb", "ingest", "kb", str(corpus), log=log)
     assert _wait_for_text(log, proc, "kb: ingesting 30 files"), log.read_text()
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=STOP_SECONDS + MARGIN)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail(f"still running after SIGTERM:\n{log.read_text()}")
-    out = log.read_text(encoding="utf-8")
+    out = _stop(proc, signal.SIGTERM, log)
     assert proc.returncode == 143 and "stopped by SIGTERM" in out and "Traceback" not in out, out
 
 
@@ -150,13 +149,7 @@ def test_sigint_while_rebuilding_the_keyword_index_leaves_at_once(setup: tuple[K
     log = tmp_path / "out.log"
     proc = _start(home, 0.0, "kb", "ingest", "kb", str(corpus), log=log, slow_bm25=60)
     assert _wait_for_text(log, proc, "rebuilding the keyword index"), log.read_text()
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=STOP_SECONDS + MARGIN)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail(f"still running after SIGINT:\n{log.read_text()}")
-    out = log.read_text(encoding="utf-8")
+    out = _stop(proc, signal.SIGINT, log)
     assert proc.returncode == 130 and "stopped while rebuilding the keyword index: every file is kept" in out, out
     kb = registry.open("kb")
     assert len(kb.manifest.files) == 30 and kb.store.ids() == kb.manifest.chunk_ids()
