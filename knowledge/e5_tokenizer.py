@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from knowledge.e5_weights import E5File
+from knowledge.onnx_encoder import l2_normalise
 
 QUERY_PREFIX = "query: "
 PASSAGE_PREFIX = "passage: "
@@ -111,5 +112,4 @@ def pool_windows(
         start = stop
     if sums is None:
         raise ValueError("pool_windows() needs at least one text")
-    vectors = sums / np.clip(weights, 1e-12, None)[:, None]
-    return np.asarray(vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None), dtype=np.float32)
+    return l2_normalise(sums / np.clip(weights, 1e-12, None)[:, None])
