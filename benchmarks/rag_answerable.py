@@ -1,22 +1,18 @@
-"""Calibrate the answerability decision on ClapNQ dev questions that ``benchmarks/rag_answers.py`` does not score.
+"""Calibrate the answerability assessment on ClapNQ dev questions, and check it on questions the fit never saw.
 
-For each question (answerable: its gold passages; unanswerable: the related passages that do not answer it) the
-passages are packed as ``ragent kb ask`` packs them (k 4, 1,000 tokens) and three signals are recorded: the
-relevance gate's verdict and term coverage (:mod:`core.rag.context`), and the model's yes/no judgement P(yes)
-(:mod:`core.rag.answerable`). The summary gives, per threshold, how many answerable questions would be refused and
-how many unanswerable ones refused, so the thresholds are chosen on this slice and checked on another.
+For each ClapNQ dev question (answerable: its gold passages; unanswerable: the related passages that do not answer
+it) the passages are packed as ``ragent kb ask`` packs them (k 4, 1,000 tokens) and :func:`core.rag.answerable.assess`
+records e5's closeness of the question to the closest passage, the share of its words the best passage holds, and
+the question's specific figures that no passage states. No model server is needed.
 
-Run (a model server on port 8000)::
+``--fit`` fits the weights of :func:`core.rag.answerable.answerability` (logistic regression, scikit-learn) on
+questions ``--holdout``..299 of each kind, with 5-fold cross-validation there, and checks them on questions
+0..``--holdout`` (which hold the ones ``benchmarks/rag_answers.py`` scores). Per cut it reports how many answerable
+and unanswerable questions would be refused (a missing figure refuses too), and the cut that keeps 85% of the
+answerable ones in cross-validation. With ``--kb`` (default ``ragent-docs-e5``) it also counts how many of the user
+guide's English questions (``rag_answers.yaml``) the fitted weights would refuse: the check on another kind of text::
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/rag_answerable.py --start 100 --stop 300 --out /tmp/calib.json
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/rag_answerable.py --start 0 --stop 30 --out /tmp/heldout.json
-
-``--fit CALIB.json HELDOUT.json`` fits the weights of :func:`core.rag.answerable.answerability` (logistic
-regression, scikit-learn) on the first file's rows and reports ROC AUC on both, with and without e5's cosine of the
-closest passage (added to rows that lack it; no model server needed), and the cut that keeps 85% of the calibration
-slice's answerable questions::
-
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/rag_answerable.py --fit /tmp/calib.json /tmp/heldout.json
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/rag_answerable.py --fit --out /tmp/fit.json
 
 ``--cross-lingual`` calibrates the relevance gate's e5 threshold for a question and a passage in different languages
 (no model server needed): for each English ClapNQ question the highest e5 cosine over all CMRC2018 (Chinese)
@@ -33,18 +29,18 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.rag.answerable import judge  # noqa: E402
-from core.rag.context import is_relevant, pack_context, term_coverage, to_citation  # noqa: E402
+from core.rag.answerable import assess, shared_e5  # noqa: E402
+from core.rag.context import pack_context  # noqa: E402
 from knowledge.types import Hit  # noqa: E402
+
+CUTS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
 
 
 def items(data_dir: Path, start: int, stop: int) -> list[dict[str, Any]]:
@@ -61,53 +57,70 @@ def items(data_dir: Path, start: int, stop: int) -> list[dict[str, Any]]:
     return out
 
 
-def add_dense(data_dir: Path, rows: list[dict[str, Any]]) -> None:
-    """Give each row ``dense``: e5's highest cosine between its question and its first four passages (the ones the
-    pipeline packs), as an e5 knowledge base's retrieval would carry it."""
-    from knowledge.embedders import E5Embedder
+def assessed(question: str, hits: Sequence[Hit]) -> dict[str, Any]:
+    """The assessment of ``hits`` for ``question``, packed as ``ragent kb ask`` packs them."""
+    from knowledge.tokenizer import default_tokenizer
 
-    e5 = E5Embedder()
-    files = {kind: (data_dir / "clapnq" / f"clapnq_dev_{kind}.jsonl").read_text(encoding="utf-8").splitlines() for kind in ("answerable", "unanswerable")}
-    for r in rows:
-        if r.get("dense") is None:
-            item = json.loads(files["answerable" if r["answerable"] else "unanswerable"][r["index"]])
-            passages = [p["text"] for p in item["passages"]][:4]
-            r["dense"] = float((e5.embed_documents(passages) @ e5.embed_query(item["input"])).max())
+    texts = [t for _, t in pack_context(list(hits)[:4], 1000, default_tokenizer())]
+    a = assess(question, texts, shared_e5())
+    return {"closeness": round(a.closeness, 5), "coverage": round(a.coverage, 4), "missing": list(a.missing)}
 
 
-def fit(data_dir: Path, calib_path: Path, held_path: Path, keep: float = 0.85) -> dict[str, Any]:
-    """Fit the answerability regression on ``calib_path``'s rows, check it on ``held_path``'s (see the docstring)."""
+def refused(scores: Any, missing: Any, cut: float) -> Any:
+    """Which questions are refused at ``cut`` (a missing figure refuses at any cut)."""
+    return (scores < cut) | missing
+
+
+def fit(data_dir: Path, holdout: int, kb: str | None, keep: float = 0.85) -> dict[str, Any]:
+    """Fit on questions ``holdout``..299, check on 0..``holdout`` and on the guide (see the docstring)."""
     import numpy as np
+    import yaml
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    calib = [r for r in json.loads(calib_path.read_text())["rows"] if r["p_yes"] is not None]
-    held = [r for r in json.loads(held_path.read_text())["rows"] if r["p_yes"] is not None]
-    add_dense(data_dir, calib)
-    add_dense(data_dir, held)
-    out: dict[str, Any] = {"calibration": len(calib), "held_out": len(held), "models": []}
-    for cols in (["p_yes"], ["coverage"], ["dense"], ["p_yes", "coverage"], ["p_yes", "coverage", "dense"]):
-        xc, yc = np.array([[r[c] for c in cols] for r in calib]), np.array([r["answerable"] for r in calib])
-        xh, yh = np.array([[r[c] for c in cols] for r in held]), np.array([r["answerable"] for r in held])
-        model = LogisticRegression(C=1e4).fit(xc, yc)
-        pc, ph = model.predict_proba(xc)[:, 1], model.predict_proba(xh)[:, 1]
-        cut = float(np.sort(pc[yc == 1])[int((1 - keep) * (yc == 1).sum())])
-        out["models"].append({
-            "signals": cols, "weights": [round(float(w), 2) for w in model.coef_[0]] + [round(float(model.intercept_[0]), 2)],
-            "auc_calibration": round(float(roc_auc_score(yc, pc)), 3), "auc_held_out": round(float(roc_auc_score(yh, ph)), 3),
-            "cut": round(cut, 2),
-            "calibration_refused": {"answerable": f"{int((pc[yc == 1] < cut).sum())}/{int((yc == 1).sum())}", "unanswerable": f"{int((pc[yc == 0] < cut).sum())}/{int((yc == 0).sum())}"},
-            "held_out_refused": {"answerable": f"{int((ph[yh == 1] < cut).sum())}/{int((yh == 1).sum())}", "unanswerable": f"{int((ph[yh == 0] < cut).sum())}/{int((yh == 0).sum())}"},
-        })
+    rows = [dict(it, **assessed(it["q"], it["hits"])) for it in items(data_dir, 0, 300)]
+    for r in rows:
+        del r["hits"]
+    x = np.array([[r["closeness"], r["coverage"]] for r in rows])
+    y = np.array([r["answerable"] for r in rows])
+    miss = np.array([bool(r["missing"]) for r in rows])
+    train = np.array([r["index"] >= holdout for r in rows])
+    test = ~train
+    model = LogisticRegression(C=1e4)
+    cv = cross_val_predict(model, x[train], y[train], cv=StratifiedKFold(5, shuffle=True, random_state=0), method="predict_proba")[:, 1]
+    model.fit(x[train], y[train])
+    held = model.predict_proba(x[test])[:, 1]
+
+    def table(p: Any, yy: Any, mm: Any) -> list[dict[str, Any]]:
+        return [{"cut": c, "answerable_refused": f"{int(refused(p, mm, c)[yy].sum())}/{int(yy.sum())}",
+                 "unanswerable_refused": f"{int(refused(p, mm, c)[~yy].sum())}/{int((~yy).sum())}"} for c in CUTS]
+
+    kept = [c for c in CUTS if 1 - refused(cv, miss[train], c)[y[train]].mean() >= keep]
+    out: dict[str, Any] = {
+        "fitted_on": f"ClapNQ dev {holdout}-299 ({int(train.sum())} questions)", "held_out": f"ClapNQ dev 0-{holdout - 1} ({int(test.sum())} questions)",
+        "weights": [round(float(w), 2) for w in model.coef_[0]] + [round(float(model.intercept_[0]), 2)],
+        "auc": {"cross_validated": round(float(roc_auc_score(y[train], cv)), 3), "held_out": round(float(roc_auc_score(y[test], held)), 3),
+                "closeness_alone": round(float(roc_auc_score(y[train], x[train, 0])), 3), "coverage_alone": round(float(roc_auc_score(y[train], x[train, 1])), 3)},
+        "missing_figure": {"answerable": int(miss[y].sum()), "unanswerable": int(miss[~y].sum())},
+        "cut_keeping_85pct": max(kept) if kept else None,
+        "cross_validated": table(cv, y[train], miss[train]),
+        "held_out_table": table(held, y[test], miss[test]),
+    }
+    scored = [{"index": r["index"], "answerable": r["answerable"], "q": r["q"], "score": round(float(p), 3), "missing": r["missing"]}
+              for r, p in zip([r for r, t in zip(rows, test, strict=True) if t], held, strict=True) if r["index"] < 10]
+    out["scored_by_rag_answers"] = scored
+    if kb:
+        from core.rag import open_retriever
+
+        retriever = open_retriever(kb)
+        guide = yaml.safe_load((ROOT / "benchmarks" / "rag_answers.yaml").read_text(encoding="utf-8"))["ragent_docs"]["en"]
+        g = [dict(q=q["q"], answerable=q.get("answerable", True), **assessed(q["q"], retriever.retrieve(q["q"], 4))) for q in guide]
+        gp = model.predict_proba(np.array([[r["closeness"], r["coverage"]] for r in g]))[:, 1]
+        gm = np.array([bool(r["missing"]) for r in g])
+        gy = np.array([r["answerable"] for r in g])
+        out["guide"] = {"kb": kb, "table": table(gp, gy, gm), "questions": [dict(r, score=round(float(p), 3)) for r, p in zip(g, gp, strict=True)]}
     return out
-
-
-def thresholds(rows: Sequence[dict[str, Any]], key: str, cuts: Sequence[float]) -> list[dict[str, Any]]:
-    """For each cut: answerable refused (signal < cut) and unanswerable refused."""
-    ans = [r for r in rows if r["answerable"] and r[key] is not None]
-    una = [r for r in rows if not r["answerable"] and r[key] is not None]
-    return [{"cut": c, "answerable_refused": f"{sum(r[key] < c for r in ans)}/{len(ans)}",
-             "unanswerable_refused": f"{sum(r[key] < c for r in una)}/{len(una)}"} for c in cuts]
 
 
 def cross_lingual(data_dir: Path, book_kb: str) -> dict[str, Any]:
@@ -156,62 +169,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line: see the module docstring."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("RAGENT_DATA") or ROOT.parent / "shared" / "data"))
-    parser.add_argument("--start", type=int, default=100)
-    parser.add_argument("--stop", type=int, default=300)
-    parser.add_argument("--base-url", default="http://127.0.0.1:8000/v1")
-    parser.add_argument("--concurrency", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--fit", action="store_true", help="fit and check the answerability weights")
+    parser.add_argument("--holdout", type=int, default=30, help="questions 0..N-1 of each kind are held out of the fit")
+    parser.add_argument("--kb", default="ragent-docs-e5", help="knowledge base of the user guide for the cross-domain check ('' to skip)")
     parser.add_argument("--cross-lingual", action="store_true", help="calibrate the gate's cross-lingual e5 threshold instead")
     parser.add_argument("--book-kb", default="happy-llm-book-e5d")
-    parser.add_argument("--fit", type=Path, nargs=2, metavar=("CALIB", "HELDOUT"), help="fit the answerability weights on two result files")
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    if args.fit:
-        fitted = fit(args.data_dir, *args.fit)
-        print(json.dumps(fitted, indent=1))
-        if args.out:
-            args.out.write_text(json.dumps(fitted, indent=1))
-        return 0
-    if args.cross_lingual:
-        result = cross_lingual(args.data_dir, args.book_kb)
-        print(json.dumps(result, indent=1, ensure_ascii=False))
-        if args.out:
-            args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False))
-        return 0
-
-    from knowledge.tokenizer import default_tokenizer
-    from llm_backend.client import OpenAIChatClient
-    from llm_backend.settings import Settings
-
-    settings = Settings.load(base_url=args.base_url)
-    client = OpenAIChatClient(settings)
-    tok = default_tokenizer(settings.models_dir)
-
-    def one(item: dict[str, Any]) -> dict[str, Any]:
-        hits = item["hits"][:4]
-        relevant = [h for h in hits if is_relevant(item["q"], h)]
-        packed = pack_context(hits, 1000, tok)
-        sources = [to_citation(i + 1, h, t) for i, (h, t) in enumerate(packed)]
-        j = judge(client, item["q"], sources, "en")
-        return {"index": item["index"], "answerable": item["answerable"], "q": item["q"], "gate": bool(relevant),
-                "coverage": max((term_coverage(item["q"], h.text) for h in hits), default=0.0), "p_yes": j.p_yes, "seconds": round(j.seconds, 2)}
-
-    todo = items(args.data_dir, args.start, args.stop)
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
-        rows = list(pool.map(one, todo))
-    wall = time.perf_counter() - t0
-    secs = sorted(r["seconds"] for r in rows)
-    summary = {
-        "questions": len(rows), "wall_s": round(wall, 1), "median_judge_s": secs[len(secs) // 2] if secs else None,
-        "no_logprobs": sum(r["p_yes"] is None for r in rows),
-        "gate_refused": {"answerable": sum(not r["gate"] for r in rows if r["answerable"]), "unanswerable": sum(not r["gate"] for r in rows if not r["answerable"])},
-        "p_yes": thresholds(rows, "p_yes", [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]),
-        "coverage": thresholds(rows, "coverage", [0.2, 0.33, 0.4, 0.5, 0.6]),
-    }
-    print(json.dumps(summary, indent=1))
+    if not (args.fit or args.cross_lingual):
+        parser.error("say what to do: --fit or --cross-lingual")
+    result = fit(args.data_dir, args.holdout, args.kb or None) if args.fit else cross_lingual(args.data_dir, args.book_kb)
+    print(json.dumps(result, indent=1, ensure_ascii=False))
     if args.out:
-        args.out.write_text(json.dumps({"command": " ".join(sys.argv), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                        "load_average": os.getloadavg(), "summary": summary, "rows": rows}, indent=1, ensure_ascii=False))
+        args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False))
     return 0
 
 

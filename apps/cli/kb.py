@@ -237,6 +237,11 @@ def ask(
     base_url: str | None = typer.Option(None, help="Model server URL (default: settings)."),
     model: str | None = typer.Option(None, help="Served model name (default: the server's first)."),
     as_json: bool = typer.Option(False, "--json", help="Print the answer, citations and usage as JSON (no streaming)."),
+    refuse: bool = typer.Option(
+        True, "--refuse/--no-refuse",
+        help="English questions: say so and quote the closest passage, without asking the model, when the passages seem not to answer "
+             "(e5 closeness and shared words, or a figure of the question that no passage states). --no-refuse always asks the model.",
+    ),
 ) -> None:
     """Answer a question from the knowledge base, with numbered citations [n] to its sources."""
     with _errors():
@@ -273,6 +278,7 @@ def ask(
             filters=parse_filter_args(filter_) or None,
             on_segment=on_segment,
             max_tokens=max_tokens,
+            answerability=None if refuse else False,
         )
         if as_json:
             _echo_json({"knowledge_base": name, **result.to_dict()})

@@ -24,8 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from typing import Any, cast
 
-from core.rag.answerable import JUDGED_LANGUAGES, QUOTE_ABOVE, REFUSE_BELOW, judge
-from core.rag.answerable import answerability as answerable_probability
+from core.rag.answerable import JUDGED_LANGUAGES, QUOTE_ABOVE, REFUSE_BELOW, assess, e5_of
 from core.rag.citations import Citation, attribute, best_sentence, marker_only, parse_citations
 from core.rag.context import MIN_TERM_COVERAGE, QUESTION_WORDS, is_relevant, pack_context, term_coverage, to_citation
 from core.rag.filters import Filters
@@ -33,6 +32,7 @@ from core.rag.grounding import REFUSAL_PHRASES, GroundedWriter, Segment, asks_fo
 from core.rag.lang import detect_language
 from core.rag.prompts import load_template
 from core.rag.rerankers import Reranker
+from knowledge.embedders import Embedder
 from knowledge.tokenizer import TokenCounter, default_tokenizer
 from knowledge.types import FilterableRetriever, Retriever
 from llm_backend.client import ChatClient, OpenAIChatClient
@@ -84,8 +84,8 @@ class Answer:
     dropped: tuple[str, ...] = ()
     """The model's sentences that stated a number or name no passage holds: never shown, replaced by a quotation."""
     answerability: float | None = None
-    """The model's judgement that the passages answer the question, P(yes) (:mod:`core.rag.answerable`); None when
-    it was not asked or the server gave no log-probabilities."""
+    """The assessed probability that the passages answer the question (:func:`core.rag.answerable.assess`); None when
+    there was no assessment (not asked for, or not an English question over English passages)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (``ragent kb ask --json``)."""
@@ -163,6 +163,7 @@ def answer(
     grounded: bool = True,
     rewrite_client: ChatClient | None = None,
     answerability: bool | None = None,
+    embedder: Embedder | None = None,
     refuse_below: float = REFUSE_BELOW,
     quote_above: float = QUOTE_ABOVE,
 ) -> Answer:
@@ -180,15 +181,15 @@ def answer(
     ``recover`` and ``grounded`` the text is the model's reply as it is, numbered by :func:`attribute`.
     ``rewrite_client`` rewrites follow-up questions (default ``client``; a small model is enough).
 
-    With ``answerability`` (and ``grounded``) the model first judges, in one token, whether the passages answer the
-    question (:func:`core.rag.answerable.judge`, P(yes)), combined with the share of the question's words the best
-    passage holds (:func:`core.rag.answerable.answerability`): under ``refuse_below`` (English questions: the
-    calibrated language) the answer says the passages do not contain it, without asking for one; from
-    ``quote_above``, a reply in which the model refuses anyway is replaced by a marked quotation of the passage
-    sentence that best answers the question ("when unsure, quote the source").
-    A server without log-probabilities gives no judgement, and the answer goes on without it. ``None`` (default)
-    asks for the judgement when ``client`` talks to a server (:class:`~llm_backend.client.OpenAIChatClient`), not
-    from in-process fakes, whose scripted replies carry no log-probabilities."""
+    With ``answerability`` (and ``grounded``) the passages are first assessed (:func:`core.rag.answerable.assess`:
+    e5's closeness of the question to the closest passage and the share of its words the best passage holds, fitted
+    on ClapNQ; and the question's specific figures that no passage states). For English questions over English
+    passages (the calibrated case), a score under ``refuse_below`` or a missing figure gives a refusal that says so
+    and quotes the closest passage sentence, without asking the model; from ``quote_above``, a reply in which the
+    model refuses anyway is replaced by a marked quotation of the passage sentence that best answers the question
+    ("when unsure, quote the source"). ``embedder`` is the e5 embedder to assess with (default: the retriever's own,
+    else one loaded once per process). ``None`` (default) assesses when ``client`` talks to a server
+    (:class:`~llm_backend.client.OpenAIChatClient`), not for in-process fakes, so unit tests need no e5 model."""
     query = rewrite_query(question, history, rewrite_client or client) if history else question
     lang = language or detect_language(question)
     tpl = load_template(template)
@@ -226,18 +227,19 @@ def answer(
         log.info("left out %d sentence(s) with figures no passage holds (%r), or no figure stated; quoting passage [%d]", len(dropped), dropped[:2], cited.number)
         return Segment(tpl.render(lang, "quote", sentence=sentence, number=cited.number), "quote", (cited.number,))
 
-    # 5. does a passage answer it? (one token; the passages' prompt processing is then cached for the answer)
+    # 5. does a passage answer it? (calibrated on English questions over English passages)
     judged = isinstance(client, OpenAIChatClient) if answerability is None else answerability
-    p_yes = judge(client, query, sources, lang).p_yes if judged else None
-    # calibrated on passages in the question's language: another language (a Chinese book, its code) has no word coverage
     monolingual = all(detect_language(c.text) == lang for c in sources)
-    score = answerable_probability(p_yes, max(term_coverage(query, c.text) for c in sources)) if p_yes is not None and monolingual else None
-    if score is not None and lang in JUDGED_LANGUAGES and score < refuse_below:
-        log.info("the passages were judged not to answer the question (answerability %.2f < %.2f, P(yes) %.2f)", score, refuse_below, p_yes)
-        # The judgement is wrong for some answerable questions (docs/benchmarks.md): the refusal shows the closest
+    assessed = assess(query, [c.text for c in sources], embedder or e5_of(retriever)) if judged and monolingual and lang in JUDGED_LANGUAGES else None
+    score = assessed.score if assessed is not None else None
+    if assessed is not None and assessed.refuses(refuse_below):
+        log.info("the passages were judged not to answer the question (answerability %.2f, refuse below %.2f; figures no passage states: %s)",
+                 assessed.score, refuse_below, ", ".join(assessed.missing) or "none")
+        # The assessment is wrong for some answerable questions (docs/benchmarks.md): the refusal shows the closest
         # passage sentence, marked as a quotation, so the user can see for themselves ("when unsure, quote").
         closest = quote([])
-        segments: tuple[Segment, ...] = (Segment(tpl.render(lang, "not_answered"), "model"),)
+        said = tpl.render(lang, "not_answered", missing=", ".join(assessed.missing))
+        segments: tuple[Segment, ...] = (Segment(said, "model"),)
         if closest is not None:
             segments += (placed(closest, after_text=True),)
         for segment in segments:
@@ -247,9 +249,10 @@ def answer(
             text="".join(s.text for s in segments), citations=shown, question=question, query=query, sources=sources, language=lang,
             segments=segments, answerability=score,
         )
-    # passages in several languages: the gate vouched for them, so a refusal of the model becomes a quotation
+    # not assessed (another language, passages in several languages): the gate vouched for the passages, so a
+    # refusal of the model becomes a quotation; assessed: only from quote_above
     confident = score is None or score >= quote_above
-    close = partial(GroundedWriter.close, quote=quote, need_figure=asks_for_figure(query), question=query, quote_refusal=p_yes is not None and confident)
+    close = partial(GroundedWriter.close, quote=quote, need_figure=asks_for_figure(query), question=query, quote_refusal=judged and confident)
     # 6. stream, sentence by sentence, checked against the passages
     instruction = tpl.render(lang, "user", question="", passages=[])
     writer = GroundedWriter(sources, emit, instruction=instruction)
@@ -289,7 +292,7 @@ def answer(
         fallback=fallback,
         segments=tuple(writer.segments),
         dropped=tuple(writer.dropped),
-        answerability=score if score is not None else p_yes,
+        answerability=score,
     )
 
 

@@ -1,115 +1,129 @@
-"""Does a passage answer this question? A yes/no judgement by the model, read from its log-probabilities.
+"""Do the passages answer this question? A calibrated score from e5 and the question's words, and the figures
+that no passage holds.
 
 The relevance gate (:mod:`core.rag.context`) asks whether the passages are *about* the question; it cannot tell a
-passage that answers "who sang the song The Reverend Mr. Black" from one that only mentions the song. The answer
-model is asked once more, with the same passages first (vLLM's prefix caching then reuses their prompt processing
-for the answer), for one token, "yes" or "no"; :func:`judge` returns the probability mass of "yes" against "no"
-among the first token's top log-probabilities. A server that is down, refuses the option or returns no
-log-probabilities gives ``None``: the caller then goes on as without a judgement (never an error).
+passage that answers "who sang the song The Reverend Mr. Black" from one that only mentions the song.
+:func:`assess` looks closer, before the model is asked for an answer:
 
-The 0.5B model's P(yes) alone separates answerable from unanswerable questions poorly; :func:`answerability`
-combines it with the share of the question's words that the best passage holds. The weights and the thresholds
-that turn the result into a decision (:data:`REFUSE_BELOW`, :data:`QUOTE_ABOVE`) were calibrated on ClapNQ dev
-questions that ``benchmarks/rag_answers.py`` does not score (``benchmarks/rag_answerable.py``; figures in
-docs/benchmarks.md). e5's cosine between the question and the closest passage separates ClapNQ's questions better
-(held-out ROC AUC 0.85 alone, 0.86 with both signals here, ``rag_answerable.py --fit``), but its scale depends on the
-kind of text: fitted on ClapNQ's Wikipedia passages, it refused 4 of the user guide's 16 answerable questions
-("Which port does the app use by default?" among them) and let an out-of-guide one through, so it is not used.
+- **closeness**: e5's cosine between the question and the closest passage, as the model will see the passages;
+- **coverage**: the share of the question's words (question words aside) that the best passage holds;
+- **missing figures**: numbers of two or more digits in the question (a year, an episode, an amount) that no
+  passage states. "Why did revolutions break out in 1830 and 1848" over a passage on 1830 alone cannot be answered
+  as asked, and an answer would have to state a figure no passage holds.
+
+Closeness and coverage are combined by logistic regression (:data:`WEIGHTS`) into the probability that a passage
+answers the question; under :data:`REFUSE_BELOW`, or with a missing figure, :func:`core.rag.answer.answer` refuses
+and quotes the closest passage sentence instead, without asking the model. The weights were fitted on ClapNQ dev
+questions 30-299 (English Wikipedia; 270 answerable, 270 unanswerable), which ``benchmarks/rag_answers.py`` does not
+score; questions 0-29 are the held-out check (``benchmarks/rag_answerable.py --fit``; figures in
+docs/benchmarks.md).
+
+What was tried and dropped (docs/benchmarks.md, issue 12): the answer model's own one-token yes/no judgement
+(Qwen2.5-Coder-0.5B, read from log-probabilities). Its P(yes) separated answerable from unanswerable questions worse
+than either signal here (ROC AUC 0.68-0.72), four other wordings of the question did no better, and one that asked
+the opposite ("is the information missing?") got "yes" *more* often for answerable questions: the small model says
+yes to passages that are on topic, whatever it is asked. It cost a model call (about 1 s) per answer and added 0.01
+of AUC to closeness and coverage.
 """
 
 from __future__ import annotations
 
-import logging
+import functools
 import math
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from core.rag.citations import Citation
-from core.rag.prompts import load_template
-from llm_backend.client import ChatClient
-from llm_backend.types import Message
+import numpy as np
 
-log = logging.getLogger(__name__)
+from core.rag.context import term_coverage
+from core.rag.grounding import PassageFacts, claims
+from knowledge.embedders import E5Embedder, Embedder
 
-WEIGHTS = (6.88, 4.12, -4.86)
-"""Logistic regression of "a passage answers it" on (P(yes), term coverage), fitted on ClapNQ dev questions
-100-299 (200 answerable, 200 unanswerable). Either signal alone separates them worse (ROC AUC: P(yes) 0.72, the
-share of the question's words in the best passage 0.80, both 0.83)."""
-REFUSE_BELOW = 0.35
-"""Answerability under which the answer is refused without asking for it: the cut that keeps at least 85% of the
-answerable calibration questions (86% kept, 63% of the unanswerable refused; 0.5 would keep 75% and refuse 80%).
-A wrong refusal costs more than an answer to an unanswerable question, which grounding keeps to the passages'
-words and figures."""
+WEIGHTS = (48.95, 1.71, -42.56)
+"""Logistic regression of "a passage answers it" on (e5 closeness, term coverage) and its intercept, fitted on
+ClapNQ dev questions 30-299 (``benchmarks/rag_answerable.py --fit``). Cross-validated ROC AUC 0.90 there, 0.85 on
+the held-out questions 0-29; closeness alone 0.89, coverage alone 0.80."""
+REFUSE_BELOW = 0.45
+"""Answerability under which the answer is refused without asking for it: the cut that keeps 85% of the answerable
+questions in cross-validation (14.8% refused, with the missing-figure rule; 79.6% of the unanswerable refused).
+A wrong refusal costs more than an answer to an unanswerable question, which grounding keeps to the passages' words
+and figures; and every refusal quotes the closest passage sentence, so the user still sees the source."""
 QUOTE_ABOVE = 0.5
 """Answerability from which a reply in which the model refuses anyway is replaced by a quotation of the passages."""
 JUDGED_LANGUAGES = frozenset({"en"})
-"""Languages whose questions the judgement may refuse: calibrated on English only (no Chinese data set has
-unanswerable questions here). In other languages, and when no passage is in the question's language (term
-coverage says nothing then), the judgement only decides whether a refusal of the model becomes a quotation."""
-
-_YES = frozenset({"yes", "是", "有", "能"})
-_NO = frozenset({"no", "否", "没", "没有", "不", "无"})
+"""Languages whose questions the assessment may refuse: calibrated on English only (no Chinese data set here has
+unanswerable questions). In other languages, and when a passage is in another language than the question (no word
+coverage, and e5's cosines run lower across languages), there is no assessment."""
+SPECIFIC_DIGITS = 2
+"""A question's number with at least this many digits is a specific figure that a passage must state. Single digits
+are left out: "2 facts about the Great Wall", "season 2" are asked with numbers that passages write as words or
+not at all (ClapNQ dev: any missing number marked 26 unanswerable and 8 answerable questions of 300 each, two or
+more digits 12 and 2)."""
 
 
 @dataclass(frozen=True)
-class Judgement:
-    """The model's yes/no judgement: ``p_yes`` (None when the server gave no usable log-probabilities) and the
-    seconds the call took."""
+class Assessment:
+    """What :func:`assess` found: ``score`` (the probability that a passage answers the question), its two inputs,
+    the question's figures that no passage states, and the seconds it took."""
 
-    p_yes: float | None
+    score: float
+    closeness: float
+    coverage: float
+    missing: tuple[str, ...] = ()
     seconds: float = 0.0
 
+    def refuses(self, below: float = REFUSE_BELOW) -> bool:
+        """Whether the answer should be refused: a missing figure, or a score under ``below``."""
+        return bool(self.missing) or self.score < below
 
-def answerability(p_yes: float, coverage: float) -> float:
-    """The probability that the passages answer the question, from the model's P(yes) and the share of the
-    question's words that the best passage holds (:data:`WEIGHTS`)."""
+
+def answerability(closeness: float, coverage: float) -> float:
+    """The probability that the passages answer the question, from e5's cosine between the question and the closest
+    passage and the share of the question's words that the best passage holds (:data:`WEIGHTS`)."""
     a, b, c = WEIGHTS
-    return 1.0 / (1.0 + math.exp(-(a * p_yes + b * coverage + c)))
+    return 1.0 / (1.0 + math.exp(-(a * closeness + b * coverage + c)))
 
 
-def judge_messages(question: str, sources: Sequence[Citation], language: str) -> list[Message]:
-    """The chat messages of the judgement: the answer prompt's passages first, then the yes/no question."""
-    tpl = load_template("answerable")
-    passages = [{"number": c.number, "label": c.short_label, "text": c.text} for c in sources]
-    return [
-        {"role": "system", "content": tpl.render(language, "system")},
-        {"role": "user", "content": tpl.render(language, "user", question=question, passages=passages)},
-    ]
+def missing_figures(question: str, passages: Sequence[str]) -> list[str]:
+    """The question's specific figures (:data:`SPECIFIC_DIGITS`) that none of ``passages`` states."""
+    figures = [c for c in claims(question) if c.kind == "number" and len(re.sub(r"\D", "", c.text)) >= SPECIFIC_DIGITS]
+    if not figures:
+        return []
+    facts = [PassageFacts(p) for p in passages]
+    return list(dict.fromkeys(c.text for c in figures if not any(f.holds(c) for f in facts)))
 
 
-def p_yes_from(raw: dict[str, Any]) -> float | None:
-    """P(yes) / (P(yes) + P(no)) from a chat completion's JSON with ``logprobs`` of its first token (None when
-    neither word is among the top tokens, or there are no log-probabilities)."""
-    try:
-        content = raw["choices"][0]["logprobs"]["content"]
-        top = content[0].get("top_logprobs") or [content[0]]
-    except (KeyError, IndexError, TypeError, AttributeError):
-        return None
-    yes = no = 0.0
-    for item in top:
-        if not isinstance(item, dict) or not isinstance(item.get("logprob"), int | float):
-            continue
-        word = str(item.get("token", "")).strip().strip("“”\"'").lower()
-        p = math.exp(float(item["logprob"]))
-        if word in _YES:
-            yes += p
-        elif word in _NO:
-            no += p
-    return yes / (yes + no) if yes + no > 0 else None
-
-
-def judge(client: ChatClient, question: str, sources: Sequence[Citation], language: str, *, top_logprobs: int = 10) -> Judgement:
-    """Ask the model whether ``sources`` answer ``question``: one token, greedy, with its top log-probabilities."""
+def assess(question: str, passages: Sequence[str], embedder: Embedder) -> Assessment:
+    """Score how likely ``passages`` (the texts the model will see) answer ``question``. ``embedder`` must be e5 (the
+    weights are e5's): see :func:`e5_of`."""
     start = time.perf_counter()
-    try:
-        result = client.chat(judge_messages(question, sources, language), temperature=0.0, max_tokens=1, logprobs=True, top_logprobs=top_logprobs)
-        p = p_yes_from(result.raw)
-    except Exception as exc:  # a judgement is optional: any failure means "no judgement"
-        log.warning("answerability judgement failed (%s: %s); answering without it", type(exc).__name__, str(exc)[:200])
-        p = None
-    seconds = time.perf_counter() - start
-    if p is None:
-        log.info("answerability judgement gave no usable log-probabilities; answering without it")
-    return Judgement(p, seconds)
+    if not passages:
+        return Assessment(0.0, 0.0, 0.0)
+    closeness = float(np.max(embedder.embed_documents(list(passages)) @ embedder.embed_query(question)))
+    coverage = max(term_coverage(question, p) for p in passages)
+    missing = tuple(missing_figures(question, passages))
+    return Assessment(answerability(closeness, coverage), closeness, coverage, missing, time.perf_counter() - start)
+
+
+@functools.cache
+def shared_e5() -> E5Embedder:
+    """One e5 embedder for the assessments of a process whose retriever has none (BM25-only knowledge bases,
+    fixed passages); it loads on first use (a second or two)."""
+    return E5Embedder()
+
+
+def e5_of(retriever: Any) -> Embedder:
+    """The retriever's own e5 embedder (looked for through wrappers: ``inner``, ``retriever``, ``dense``), so its
+    model and cached vectors are reused; else :func:`shared_e5`."""
+    todo, seen = [retriever], 0
+    while todo and seen < 8:
+        obj = todo.pop(0)
+        seen += 1
+        embedder = getattr(obj, "embedder", None)
+        if embedder is not None and getattr(embedder, "name", None) == "e5":
+            return cast(Embedder, embedder)
+        todo += [getattr(obj, name) for name in ("inner", "retriever", "dense") if getattr(obj, name, None) is not None]
+    return shared_e5()

@@ -21,10 +21,7 @@ APP_TIMEOUT = 60.0
 
 def cited_reply(body: dict[str, Any]) -> FakeReply:
     """A fake model that answers RAG prompts with the first sentence of passage [1] and cites it, and echoes the
-    rest (a query rewrite, a plain chat). The one-token answerability judgement (core/rag/answerable.py) gets "yes"
-    without log-probabilities, so the answer goes on as without a judgement."""
-    if body.get("max_tokens") == 1 and body.get("logprobs"):
-        return FakeReply(text="yes")
+    rest (a query rewrite, a plain chat)."""
     messages = body.get("messages") or []
     user = str(messages[-1].get("content", "")) if messages else ""
     match = re.search(r"\[1\][^\n]*\n(.+?)(?:\n\[2\]|\n\nQuestion|$)", user, re.S)
@@ -33,11 +30,6 @@ def cited_reply(body: dict[str, Any]) -> FakeReply:
         first = " ".join(" ".join(lines).split())[:120].rstrip(".")
         return FakeReply(text=f"{first} [1].", chunk_delay=0.001)
     return FakeReply(text=f"echo: {user[-80:]}")
-
-
-def answer_requests(server: FakeOpenAIServer) -> list[dict[str, Any]]:
-    """The chat requests of ``server`` without the one-token answerability judgements."""
-    return [b for b in server.chat_requests() if not (b.get("max_tokens") == 1 and b.get("logprobs"))]
 
 
 @pytest.fixture(autouse=True)

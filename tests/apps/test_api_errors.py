@@ -82,7 +82,7 @@ def test_backend_down_is_503_with_the_cli_advice(model: str, stream: bool) -> No
 def test_backend_dying_mid_stream_sends_an_error_event(api: str, backend: FakeOpenAIServer, model: str) -> None:
     # A first sentence arrives whole (the kb answer shows only complete, checked sentences), then the backend dies.
     text = "Run ragent serve --detach to start the model server [1]. Then check it with ragent serve --status [1]."
-    backend.script(*(["yes"] if model.startswith("kb:") else []), FakeReply(text=text, drop_after=20, chunk_delay=0.02))  # kb: the judgement first
+    backend.script(FakeReply(text=text, drop_after=20, chunk_delay=0.02))
     stream = openai.OpenAI(base_url=api, api_key="-", max_retries=0).chat.completions.create(
         model=model, messages=[{"role": "user", "content": QUESTION}], stream=True
     )
@@ -107,7 +107,7 @@ def test_key_required_when_configured(backend: FakeOpenAIServer) -> None:
 
 
 def test_backend_dying_before_the_first_sentence_is_an_http_error(api: str, backend: FakeOpenAIServer) -> None:
-    backend.script("yes", FakeReply(text="Run ragent serve --detach to start the model server [1].", drop_after=3, chunk_delay=0.02))  # the judgement first
+    backend.script(FakeReply(text="Run ragent serve --detach to start the model server [1].", drop_after=3, chunk_delay=0.02))
     with pytest.raises(openai.APIStatusError) as info:
         list(openai.OpenAI(base_url=api, api_key="-", max_retries=0).chat.completions.create(
             model="kb:guide", messages=[{"role": "user", "content": QUESTION}], stream=True

@@ -7,7 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from apps.ui.jobs import JOBS
 from llm_backend.testing import FakeOpenAIServer
-from tests.apps.conftest import APP, APP_TIMEOUT, GUIDE_FILES, answer_requests, home, make_kb
+from tests.apps.conftest import APP, APP_TIMEOUT, GUIDE_FILES, home, make_kb
 
 
 def _app() -> AppTest:
@@ -56,7 +56,7 @@ def test_answer_streams_with_numbered_citations_and_source_panels(fake_server: F
     at.chat_input(key="question").set_value("How do I start the model server?").run()
     assert not at.exception, at.exception
     # The model was asked once, streaming, with the retrieved passage in the prompt.
-    requests = answer_requests(fake_server)
+    requests = fake_server.chat_requests()
     assert len(requests) == 1 and requests[0]["stream"] is True
     assert "ragent serve --detach" in requests[0]["messages"][-1]["content"]
     assistant = [m for m in at.chat_message if m.name == "assistant"]
@@ -80,7 +80,7 @@ def test_history_is_kept_per_session_and_follow_ups_are_rewritten(fake_server: F
     assert not at.exception, at.exception
     assert [m.name for m in at.chat_message] == ["user", "assistant", "user", "assistant"]
     # the follow-up first asked the model for a stand-alone query (the conversation is in that request)
-    bodies = answer_requests(fake_server)
+    bodies = fake_server.chat_requests()
     assert len(bodies) == 3
     assert "How do I start the model server?" in str(bodies[1]["messages"])
     # a fresh session starts with an empty conversation

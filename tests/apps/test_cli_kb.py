@@ -62,14 +62,29 @@ def test_clear_errors() -> None:
 def test_ask_streams_a_cited_answer(corpus: Path) -> None:
     _ok(["kb", "create", "ask", "--embedder", "none"])
     _ok(["kb", "ingest", "ask", str(corpus)])
-    with FakeOpenAIServer(["是", "LoRA 只训练低秩分解矩阵 [1]。"]) as server:  # the judgement first (no log-probabilities)
+    with FakeOpenAIServer(["LoRA 只训练低秩分解矩阵 [1]。"]) as server:
         out = _ok(["kb", "ask", "ask", "LoRA 训练什么矩阵？", "--base-url", server.url, "--json"])
         body = server.chat_requests()[-1]
     answer = json.loads(out)
     assert answer["found"] and answer["citations"][0]["number"] == 1
     assert answer["citations"][0]["source"].endswith("lora.md")
     assert body["stream"] is True and "低秩分解矩阵" in body["messages"][1]["content"]
-    with FakeOpenAIServer(["是", "LoRA 只训练低秩分解矩阵 [1]。"]) as server:
+    with FakeOpenAIServer(["LoRA 只训练低秩分解矩阵 [1]。"]) as server:
         text = _ok(["kb", "ask", "ask", "LoRA 训练什么矩阵？", "--base-url", server.url])
     assert "低秩分解矩阵 [1]" in text and "Sources:" in text and "lora.md" in text
     assert text.count("低秩分解矩阵") == 1  # the answer is printed once (it used to be repeated with its sources)
+
+
+def test_ask_refuses_a_question_whose_figure_no_passage_states_unless_told_not_to(corpus: Path) -> None:
+    _ok(["kb", "create", "en", "--embedder", "none"])
+    _ok(["kb", "ingest", "en", str(corpus)])
+    question = "What did retrieval-augmented generation answer from in 2019?"
+    with FakeOpenAIServer(["It answered from retrieved passages [1]."]) as server:
+        refused = json.loads(_ok(["kb", "ask", "en", question, "--base-url", server.url, "--json"]))
+        assert not server.chat_requests()  # refused before the model was asked
+    assert refused["text"].startswith("No passage mentions 2019, so the passages do not contain the answer.")
+    assert "retrieved passages" in refused["segments"][-1]["text"] and refused["segments"][-1]["kind"] == "quote"
+    with FakeOpenAIServer(["It answered from retrieved passages [1]."]) as server:
+        asked = json.loads(_ok(["kb", "ask", "en", question, "--base-url", server.url, "--json", "--no-refuse"]))
+        assert len(server.chat_requests()) == 1
+    assert asked["text"] == "It answered from retrieved passages [1]." and asked["answerability"] is None
