@@ -3,12 +3,12 @@
 For each ClapNQ dev question (answerable: its gold passages; unanswerable: the related passages that do not answer
 it) the passages are packed as ``ragent kb ask`` packs them (k 4, 1,000 tokens) and :func:`core.rag.answerable.assess`
 records e5's closeness of the question to the closest passage, the share of its words the best passage holds, and
-the question's specific figures that no passage states. No model server is needed.
+the question's specific figures and names that no passage states. No model server is needed.
 
 ``--fit`` fits the weights of :func:`core.rag.answerable.answerability` (logistic regression, scikit-learn) on
 questions ``--holdout``..299 of each kind, with 5-fold cross-validation there, and checks them on questions
 0..``--holdout`` (which hold the ones ``benchmarks/rag_answers.py`` scores). Per cut it reports how many answerable
-and unanswerable questions would be refused (a missing figure refuses too), and the cut that keeps 85% of the
+and unanswerable questions would be refused (a missing figure or name refuses too), and the cut that keeps 85% of the
 answerable ones in cross-validation. With ``--kb`` (default ``ragent-docs-e5``) it also counts how many of the user
 guide's English questions (``rag_answers.yaml``) the fitted weights would refuse: the check on another kind of text::
 
@@ -67,7 +67,7 @@ def assessed(question: str, hits: Sequence[Hit]) -> dict[str, Any]:
 
 
 def refused(scores: Any, missing: Any, cut: float) -> Any:
-    """Which questions are refused at ``cut`` (a missing figure refuses at any cut)."""
+    """Which questions are refused at ``cut`` (a missing figure or name refuses at any cut)."""
     return (scores < cut) | missing
 
 
@@ -102,7 +102,7 @@ def fit(data_dir: Path, holdout: int, kb: str | None, keep: float = 0.85) -> dic
         "weights": [round(float(w), 2) for w in model.coef_[0]] + [round(float(model.intercept_[0]), 2)],
         "auc": {"cross_validated": round(float(roc_auc_score(y[train], cv)), 3), "held_out": round(float(roc_auc_score(y[test], held)), 3),
                 "closeness_alone": round(float(roc_auc_score(y[train], x[train, 0])), 3), "coverage_alone": round(float(roc_auc_score(y[train], x[train, 1])), 3)},
-        "missing_figure": {"answerable": int(miss[y].sum()), "unanswerable": int(miss[~y].sum())},
+        "missing_specifics": {"answerable": int(miss[y].sum()), "unanswerable": int(miss[~y].sum())},
         "cut_keeping_85pct": max(kept) if kept else None,
         "cross_validated": table(cv, y[train], miss[train]),
         "held_out_table": table(held, y[test], miss[test]),

@@ -183,8 +183,8 @@ def answer(
 
     With ``answerability`` (and ``grounded``) the passages are first assessed (:func:`core.rag.answerable.assess`:
     e5's closeness of the question to the closest passage and the share of its words the best passage holds, fitted
-    on ClapNQ; and the question's specific figures that no passage states). For English questions over English
-    passages (the calibrated case), a score under ``refuse_below`` or a missing figure gives a refusal that says so
+    on ClapNQ; and the question's specific figures and names that no passage states). For English questions over
+    English passages (the calibrated case), a score under ``refuse_below`` or a missing figure or name gives a refusal that says so
     and quotes the closest passage sentence, without asking the model; from ``quote_above``, a reply in which the
     model refuses anyway is replaced by a marked quotation of the passage sentence that best answers the question
     ("when unsure, quote the source"). ``embedder`` is the e5 embedder to assess with (default: the retriever's own,
@@ -233,7 +233,7 @@ def answer(
     assessed = assess(query, [c.text for c in sources], embedder or e5_of(retriever)) if judged and monolingual and lang in JUDGED_LANGUAGES else None
     score = assessed.score if assessed is not None else None
     if assessed is not None and assessed.refuses(refuse_below):
-        log.info("the passages were judged not to answer the question (answerability %.2f, refuse below %.2f; figures no passage states: %s)",
+        log.info("the passages were judged not to answer the question (answerability %.2f, refuse below %.2f; figures and names no passage states: %s)",
                  assessed.score, refuse_below, ", ".join(assessed.missing) or "none")
         # The assessment is wrong for some answerable questions (docs/benchmarks.md): the refusal shows the closest
         # passage sentence, marked as a quotation, so the user can see for themselves ("when unsure, quote").

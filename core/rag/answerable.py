@@ -1,5 +1,5 @@
 """Do the passages answer this question? A calibrated score from e5 and the question's words, and the figures
-that no passage holds.
+and names of the question that no passage holds.
 
 The relevance gate (:mod:`core.rag.context`) asks whether the passages are *about* the question; it cannot tell a
 passage that answers "who sang the song The Reverend Mr. Black" from one that only mentions the song.
@@ -7,12 +7,14 @@ passage that answers "who sang the song The Reverend Mr. Black" from one that on
 
 - **closeness**: e5's cosine between the question and the closest passage, as the model will see the passages;
 - **coverage**: the share of the question's words (question words aside) that the best passage holds;
-- **missing figures**: numbers of two or more digits in the question (a year, an episode, an amount) that no
-  passage states. "Why did revolutions break out in 1830 and 1848" over a passage on 1830 alone cannot be answered
-  as asked, and an answer would have to state a figure no passage holds.
+- **missing specifics**: numbers of two or more digits in the question (a year, an episode, an amount) and names
+  (capitalised words after the first, acronyms, quoted names) that no passage states. "Why did revolutions break
+  out in 1830 and 1848" over a passage on 1830 alone, or "How do I deploy ragent on Kubernetes?" over a guide that
+  never names Kubernetes, cannot be answered as asked: an answer would have to state a figure or a name that no
+  passage holds, which grounding (:mod:`core.rag.grounding`) exists to prevent.
 
 Closeness and coverage are combined by logistic regression (:data:`WEIGHTS`) into the probability that a passage
-answers the question; under :data:`REFUSE_BELOW`, or with a missing figure, :func:`core.rag.answer.answer` refuses
+answers the question; under :data:`REFUSE_BELOW`, or with a missing specific, :func:`core.rag.answer.answer` refuses
 and quotes the closest passage sentence instead, without asking the model. The weights were fitted on ClapNQ dev
 questions 30-299 (English Wikipedia; 270 answerable, 270 unanswerable), which ``benchmarks/rag_answers.py`` does not
 score; questions 0-29 are the held-out check (``benchmarks/rag_answerable.py --fit``; figures in
@@ -39,16 +41,17 @@ from typing import Any, cast
 import numpy as np
 
 from core.rag.context import term_coverage
-from core.rag.grounding import PassageFacts, claims
+from core.rag.grounding import COMMON_CAPS, Claim, PassageFacts, claims
 from knowledge.embedders import E5Embedder, Embedder
 
 WEIGHTS = (48.95, 1.71, -42.56)
 """Logistic regression of "a passage answers it" on (e5 closeness, term coverage) and its intercept, fitted on
 ClapNQ dev questions 30-299 (``benchmarks/rag_answerable.py --fit``). Cross-validated ROC AUC 0.90 there, 0.85 on
-the held-out questions 0-29; closeness alone 0.89, coverage alone 0.80."""
+the held-out questions 0-29; closeness alone 0.90, coverage alone 0.80."""
 REFUSE_BELOW = 0.45
-"""Answerability under which the answer is refused without asking for it: the cut that keeps 85% of the answerable
-questions in cross-validation (14.8% refused, with the missing-figure rule; 79.6% of the unanswerable refused).
+"""Answerability under which the answer is refused without asking for it: the cut that keeps at least 85% of the
+answerable questions in cross-validation (with the missing-specifics rule: 36 of 270 answerable and 212 of 270
+unanswerable refused; held out, questions 0-29: 5 of 30 and 23 of 30).
 A wrong refusal costs more than an answer to an unanswerable question, which grounding keeps to the passages' words
 and figures; and every refusal quotes the closest passage sentence, so the user still sees the source."""
 QUOTE_ABOVE = 0.5
@@ -62,12 +65,15 @@ SPECIFIC_DIGITS = 2
 are left out: "2 facts about the Great Wall", "season 2" are asked with numbers that passages write as words or
 not at all (ClapNQ dev: any missing number marked 26 unanswerable and 8 answerable questions of 300 each, two or
 more digits 12 and 2)."""
+_CAPITALISED = re.compile(r"(?<=[\s(\"'])([A-Z][\w.+-]*[\w+])")
+"""A capitalised word after the question's first (a name: "Kubernetes", "Australia"; the first word is capitalised
+anyway)."""
 
 
 @dataclass(frozen=True)
 class Assessment:
     """What :func:`assess` found: ``score`` (the probability that a passage answers the question), its two inputs,
-    the question's figures that no passage states, and the seconds it took."""
+    the question's figures and names that no passage states, and the seconds it took."""
 
     score: float
     closeness: float
@@ -76,7 +82,7 @@ class Assessment:
     seconds: float = 0.0
 
     def refuses(self, below: float = REFUSE_BELOW) -> bool:
-        """Whether the answer should be refused: a missing figure, or a score under ``below``."""
+        """Whether the answer should be refused: a missing figure or name, or a score under ``below``."""
         return bool(self.missing) or self.score < below
 
 
@@ -87,13 +93,15 @@ def answerability(closeness: float, coverage: float) -> float:
     return 1.0 / (1.0 + math.exp(-(a * closeness + b * coverage + c)))
 
 
-def missing_figures(question: str, passages: Sequence[str]) -> list[str]:
-    """The question's specific figures (:data:`SPECIFIC_DIGITS`) that none of ``passages`` states."""
-    figures = [c for c in claims(question) if c.kind == "number" and len(re.sub(r"\D", "", c.text)) >= SPECIFIC_DIGITS]
-    if not figures:
+def missing_specifics(question: str, passages: Sequence[str]) -> list[str]:
+    """The question's specific figures (:data:`SPECIFIC_DIGITS`) and names that none of ``passages`` states."""
+    found = claims(question)
+    specifics = [c for c in found if c.kind == "name" or len(re.sub(r"\D", "", c.text)) >= SPECIFIC_DIGITS]
+    specifics += [Claim(m.group(1), "name") for m in _CAPITALISED.finditer(question) if m.group(1) not in COMMON_CAPS]
+    if not specifics:
         return []
     facts = [PassageFacts(p) for p in passages]
-    return list(dict.fromkeys(c.text for c in figures if not any(f.holds(c) for f in facts)))
+    return list(dict.fromkeys(c.text for c in specifics if not any(f.holds(c) for f in facts)))
 
 
 def assess(question: str, passages: Sequence[str], embedder: Embedder) -> Assessment:
@@ -104,7 +112,7 @@ def assess(question: str, passages: Sequence[str], embedder: Embedder) -> Assess
         return Assessment(0.0, 0.0, 0.0)
     closeness = float(np.max(embedder.embed_documents(list(passages)) @ embedder.embed_query(question)))
     coverage = max(term_coverage(question, p) for p in passages)
-    missing = tuple(missing_figures(question, passages))
+    missing = tuple(missing_specifics(question, passages))
     return Assessment(answerability(closeness, coverage), closeness, coverage, missing, time.perf_counter() - start)
 
 

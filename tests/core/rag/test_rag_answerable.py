@@ -1,5 +1,5 @@
 """The answerability assessment: refuse (with the closest quotation), quote or answer, with a scripted model and a
-fake embedder whose closeness is set per test; the figures a question names that no passage states; the real e5 on
+fake embedder whose closeness is set per test; the figures and names of a question that no passage states; the real e5 on
 ClapNQ questions at both ends of the scale; the relevance gate's cross-lingual rule."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from core.rag.answer import answer
-from core.rag.answerable import REFUSE_BELOW, Assessment, answerability, assess, e5_of, missing_figures, shared_e5
+from core.rag.answerable import REFUSE_BELOW, Assessment, answerability, assess, e5_of, missing_specifics, shared_e5
 from core.rag.context import CROSS_LINGUAL_RELEVANCE, DENSE_RELEVANCE, is_relevant
 from core.rag.grounding import REFUSAL_PHRASES, Segment, says_nothing_new
 from knowledge.tokenizer import default_tokenizer
@@ -67,13 +67,17 @@ def test_answerability_rises_with_closeness_and_coverage() -> None:
     assert Assessment(0.9, 0.9, 1.0, ("1848",)).refuses() and Assessment(0.2, 0.8, 1.0).refuses()
 
 
-def test_missing_figures_are_the_questions_specific_numbers_no_passage_states() -> None:
+def test_missing_specifics_are_the_questions_figures_and_names_no_passage_states() -> None:
     belgian = "The Belgian Revolution broke out on 25 August 1830 in Brussels."
-    assert missing_figures("why did revolutions break out in 1830 and 1848", [belgian]) == ["1848"]
-    assert missing_figures("why did revolutions break out in 1830", [belgian]) == []
-    assert missing_figures("2 facts about the great wall of china", ["The wall is long."]) == []  # one digit: not specific
-    assert missing_figures("what changed in version 12", ["Version 12 added plugins."]) == []
-    assert missing_figures("when was the last time it cost 1,500 dollars", ["In 1999 it cost 1500 dollars."]) == []  # same value
+    assert missing_specifics("why did revolutions break out in 1830 and 1848", [belgian]) == ["1848"]
+    assert missing_specifics("why did revolutions break out in 1830", [belgian]) == []
+    assert missing_specifics("2 facts about the great wall of china", ["The wall is long."]) == []  # one digit: not specific
+    assert missing_specifics("what changed in version 12", ["Version 12 added plugins."]) == []
+    assert missing_specifics("when was the last time it cost 1,500 dollars", ["In 1999 it cost 1500 dollars."]) == []  # same value
+    guide = ["Run ragent serve on each machine; vLLM spreads a model over GPUs with Ray."]
+    assert missing_specifics("How do I deploy ragent on Kubernetes with Helm charts?", guide) == ["Kubernetes", "Helm"]
+    assert missing_specifics("How do I spread a model over several GPUs with Ray?", guide) == []  # GPUs, Ray: stated
+    assert missing_specifics("What is the capital of Australia?", guide) == ["Australia"]  # the first word is no name
 
 
 def test_a_low_score_refuses_without_asking_for_the_answer() -> None:
