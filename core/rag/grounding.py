@@ -309,11 +309,21 @@ def states_figure(segments: Sequence[Segment]) -> bool:
     return any(c.kind == "number" for s in segments if s.kind == "model" for c in claims(s.text))
 
 
+FRAMING_WORDS = frozenset(
+    ["passage", "passages", "text", "document", "context", "source", "state", "states", "stated", "say", "says", "said",
+     "mention", "mentions", "mentioned", "according", "provided", "given"]
+)
+"""Words with which the model frames a reply without saying anything ("The passage states that answers are slow on
+a CPU."): they are not new words either."""
+
+
 def says_nothing_new(question: str, segments: Sequence[Segment]) -> bool:
     """Whether the model's segments hold no word that the question does not already hold (question words such as
-    "what" aside): "Chad DiMera has played Chad DiMera on Days of Our Lives." answers nothing."""
+    "what" and framing words such as "the passage states" aside): "Chad DiMera has played Chad DiMera on Days of Our
+    Lives." answers nothing."""
     said = {_stem(w) for w in tokenize(" ".join(CITE.sub(" ", s.text) for s in segments if s.kind == "model"))}
-    return bool(said) and not (said - {_stem(w) for w in tokenize(question)} - QUESTION_WORDS)
+    known = {_stem(w) for w in tokenize(question)} | QUESTION_WORDS | {_stem(w) for w in FRAMING_WORDS}
+    return bool(said) and not (said - known)
 
 
 def _stem(word: str) -> str:

@@ -171,6 +171,8 @@ def test_real_e5_scores_gold_passages_above_the_cut_and_unrelated_ones_below() -
 def test_an_answer_that_repeats_the_question_ends_with_a_quotation() -> None:
     assert says_nothing_new("who has played chad dimera on days of our lives", [Segment("Chad DiMera has played Chad Dimera on Days of Our Lives [1].")])
     assert not says_nothing_new("Which port does the app use?", [Segment("The app uses port 8501 [1].")])
+    assert says_nothing_new("Why are answers slow on a CPU?", [Segment("The passage states that answers are slow on a CPU [3].")])
+    assert not says_nothing_new("Why are answers slow on a CPU?", [Segment("The passage states that prompt processing is the slow part on a CPU [3].")])
     client = ScriptedChatClient(["The app uses the port [1]."])
     result = answer("Which port does the app use?", retriever=FixedRetriever(EN_HITS), client=client, tokenizer=default_tokenizer())
     assert [s.kind for s in result.segments] == ["model", "quote"]
