@@ -20,10 +20,14 @@ APP_TIMEOUT = 60.0
 
 
 def cited_reply(body: dict[str, Any]) -> FakeReply:
-    """A fake model that answers RAG prompts with the first sentence of passage [1] and cites it, and echoes the
-    rest (a query rewrite, a plain chat)."""
+    """A fake model that answers RAG prompts with the first sentence of passage [1] and cites it, rewrites a
+    follow-up question as the question itself (as a model would when it already stands alone), and echoes the rest
+    (a plain chat)."""
     messages = body.get("messages") or []
     user = str(messages[-1].get("content", "")) if messages else ""
+    follow_up = re.search(r"Follow-up: (.+?)\nRewritten question:", user)
+    if follow_up:
+        return FakeReply(text=follow_up.group(1))
     match = re.search(r"\[1\][^\n]*\n(.+?)(?:\n\[2\]|\n\nQuestion|$)", user, re.S)
     if match:
         lines = [line for line in match.group(1).splitlines() if line.strip() and not line.startswith("#")]
