@@ -40,7 +40,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from core.rag.context import term_coverage
+from core.rag.context import QUESTION_WORDS, term_coverage
 from core.rag.grounding import COMMON_CAPS, Claim, PassageFacts, claims
 from knowledge.embedders import E5Embedder, Embedder
 
@@ -67,7 +67,7 @@ not at all (ClapNQ dev: any missing number marked 26 unanswerable and 8 answerab
 more digits 12 and 2)."""
 _CAPITALISED = re.compile(r"(?<=[\s(\"'])([A-Z][\w.+-]*[\w+])")
 """A capitalised word after the question's first (a name: "Kubernetes", "Australia"; the first word is capitalised
-anyway)."""
+anyway). Words that open a sentence and question words are no names (:func:`_names`)."""
 
 
 @dataclass(frozen=True)
@@ -97,11 +97,23 @@ def missing_specifics(question: str, passages: Sequence[str]) -> list[str]:
     """The question's specific figures (:data:`SPECIFIC_DIGITS`) and names that none of ``passages`` states."""
     found = claims(question)
     specifics = [c for c in found if c.kind == "name" or len(re.sub(r"\D", "", c.text)) >= SPECIFIC_DIGITS]
-    specifics += [Claim(m.group(1), "name") for m in _CAPITALISED.finditer(question) if m.group(1) not in COMMON_CAPS]
+    specifics += [Claim(name, "name") for name in _names(question)]
     if not specifics:
         return []
     facts = [PassageFacts(p) for p in passages]
     return list(dict.fromkeys(c.text for c in specifics if not any(f.holds(c) for f in facts)))
+
+
+def _names(question: str) -> list[str]:
+    """Capitalised words of ``question`` that are names: not the first word of a sentence ("I run it on port 8000.
+    How do I change it?"), not a question word, not a common capital such as "I"."""
+    out = []
+    for m in _CAPITALISED.finditer(question):
+        word, before = m.group(1), question[: m.start()].rstrip(" \"'(")
+        if word in COMMON_CAPS or word.lower() in QUESTION_WORDS or not before or before[-1] in ".!?:;。？！":
+            continue
+        out.append(word)
+    return out
 
 
 def assess(question: str, passages: Sequence[str], embedder: Embedder) -> Assessment:

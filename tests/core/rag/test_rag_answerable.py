@@ -78,6 +78,7 @@ def test_missing_specifics_are_the_questions_figures_and_names_no_passage_states
     assert missing_specifics("How do I deploy ragent on Kubernetes with Helm charts?", guide) == ["Kubernetes", "Helm"]
     assert missing_specifics("How do I spread a model over several GPUs with Ray?", guide) == []  # GPUs, Ray: stated
     assert missing_specifics("What is the capital of Australia?", guide) == ["Australia"]  # the first word is no name
+    assert missing_specifics("I run ragent serve. How do I spread it over GPUs? Which Ray version?", guide) == []  # sentences' first words
 
 
 def test_a_low_score_refuses_without_asking_for_the_answer() -> None:
