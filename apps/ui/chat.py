@@ -112,8 +112,10 @@ def ask(
     max_tokens: int = 320,
     tokenizer: TokenCounter | None = None,
     on_delta: Callable[[str], None] | None = None,
+    refuse: bool = True,
 ) -> ChatTurn:
     """Answer ``question`` from ``retriever`` (streaming text to ``on_delta``) and return the assistant turn.
+    ``refuse=False`` always asks the model (no answerability assessment, :mod:`core.rag.answerable`).
     Errors propagate (the page shows their message)."""
     result = answer(
         question,
@@ -127,5 +129,6 @@ def ask(
         tokenizer=tokenizer,
         on_delta=on_delta,
         max_tokens=max_tokens,
+        answerability=None if refuse else False,
     )
     return answer_turn(result)

@@ -101,6 +101,20 @@ def test_nothing_relevant_is_said_without_calling_the_model(fake_server: FakeOpe
     assert not fake_server.chat_requests()
 
 
+def test_a_question_the_passages_do_not_answer_is_said_so_unless_the_toggle_is_off(fake_server: FakeOpenAIServer) -> None:
+    make_kb("guide", GUIDE_FILES)
+    at = _app()
+    at.chat_input(key="question").set_value("How do I start the model server on Kubernetes?").run()
+    assert not at.exception
+    assert "No passage mentions Kubernetes" in _texts(at.chat_message[1].markdown)
+    assert not fake_server.chat_requests()  # refused before the model was asked, with the closest passage quoted
+    other = _app()  # a new session, with the toggle off: the model is asked
+    other.toggle(key="refuse").set_value(False).run()
+    other.chat_input(key="question").set_value("How do I start the model server on Kubernetes?").run()
+    assert not other.exception
+    assert len(fake_server.chat_requests()) == 1 and "No passage mentions" not in _texts(other.chat_message[1].markdown)
+
+
 def test_unsupported_upload_is_refused_with_the_reason_and_good_files_are_added(fake_server: FakeOpenAIServer) -> None:
     make_kb("guide", GUIDE_FILES)
     at = _app()

@@ -62,6 +62,11 @@ with st.sidebar:
     rerank = st.selectbox("Rerank", list(RERANKERS), format_func=lambda r: f"{r}: {RERANKERS[r]}" if r != "none" else "none", key="rerank")
     ce_path = st.text_input("Cross-encoder folder", placeholder="~/models/bge-reranker-base") if rerank == "cross-encoder" else ""
     follow_ups = st.toggle("Rewrite follow-up questions", value=True, help="Use the conversation to turn a follow-up into a stand-alone query (one extra model call).")
+    refuse = st.toggle(
+        "Say so when the passages do not answer", value=True, key="refuse",
+        help="English questions: when the passages seem not to answer (e5 closeness and shared words, or a figure or name of the question "
+             "that no passage states), say so and quote the closest passage instead of asking the model.",
+    )
     with st.expander("Generation"):
         context_tokens = st.slider("Context budget (tokens)", 200, 2000, 800, step=100, help="Prompt processing is the slow part on a CPU: keep it small.")
         max_tokens = st.slider("Longest answer (tokens)", 64, 1024, 320, step=32)
@@ -228,6 +233,7 @@ if question:
                 turn = ask(
                     question, retriever=retriever, client=common.chat_client(settings), history=earlier if follow_ups else (),
                     reranker=reranker, k=k, context_tokens=context_tokens, max_tokens=max_tokens, tokenizer=tok, on_delta=_on_delta,
+                    refuse=refuse,
                 )
                 turn["question"] = question
             except RagentError as exc:
