@@ -33,7 +33,6 @@ from __future__ import annotations
 import functools
 import math
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -73,13 +72,12 @@ anyway). Words that open a sentence and question words are no names (:func:`_nam
 @dataclass(frozen=True)
 class Assessment:
     """What :func:`assess` found: ``score`` (the probability that a passage answers the question), its two inputs,
-    the question's figures and names that no passage states, and the seconds it took."""
+    and the question's figures and names that no passage states."""
 
     score: float
     closeness: float
     coverage: float
     missing: tuple[str, ...] = ()
-    seconds: float = 0.0
 
     def refuses(self, below: float = REFUSE_BELOW) -> bool:
         """Whether the answer should be refused: a missing figure or name, or a score under ``below``."""
@@ -119,13 +117,12 @@ def _names(question: str) -> list[str]:
 def assess(question: str, passages: Sequence[str], embedder: Embedder) -> Assessment:
     """Score how likely ``passages`` (the texts the model will see) answer ``question``. ``embedder`` must be e5 (the
     weights are e5's): see :func:`e5_of`."""
-    start = time.perf_counter()
     if not passages:
         return Assessment(0.0, 0.0, 0.0)
     closeness = float(np.max(embedder.embed_documents(list(passages)) @ embedder.embed_query(question)))
     coverage = max(term_coverage(question, p) for p in passages)
     missing = tuple(missing_specifics(question, passages))
-    return Assessment(answerability(closeness, coverage), closeness, coverage, missing, time.perf_counter() - start)
+    return Assessment(answerability(closeness, coverage), closeness, coverage, missing)
 
 
 @functools.cache

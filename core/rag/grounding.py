@@ -309,12 +309,21 @@ def states_figure(segments: Sequence[Segment]) -> bool:
     return any(c.kind == "number" for s in segments if s.kind == "model" for c in claims(s.text))
 
 
+def _stem(word: str) -> str:
+    """A crude English stem, enough to tell "uses" and "use" apart from new words ("played" -> "play")."""
+    for suffix in ("ing", "ed", "es", "s"):
+        if word.isascii() and len(word) > len(suffix) + 2 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
 FRAMING_WORDS = frozenset(
     ["passage", "passages", "text", "document", "context", "source", "state", "states", "stated", "say", "says", "said",
      "mention", "mentions", "mentioned", "according", "provided", "given"]
 )
 """Words with which the model frames a reply without saying anything ("The passage states that answers are slow on
 a CPU."): they are not new words either."""
+_FRAMING_STEMS = frozenset(_stem(w) for w in FRAMING_WORDS)
 
 
 def says_nothing_new(question: str, segments: Sequence[Segment]) -> bool:
@@ -322,16 +331,8 @@ def says_nothing_new(question: str, segments: Sequence[Segment]) -> bool:
     "what" and framing words such as "the passage states" aside): "Chad DiMera has played Chad DiMera on Days of Our
     Lives." answers nothing."""
     said = {_stem(w) for w in tokenize(" ".join(CITE.sub(" ", s.text) for s in segments if s.kind == "model"))}
-    known = {_stem(w) for w in tokenize(question)} | QUESTION_WORDS | {_stem(w) for w in FRAMING_WORDS}
+    known = {_stem(w) for w in tokenize(question)} | QUESTION_WORDS | _FRAMING_STEMS
     return bool(said) and not (said - known)
-
-
-def _stem(word: str) -> str:
-    """A crude English stem, enough to tell "uses" and "use" apart from new words ("played" -> "play")."""
-    for suffix in ("ing", "ed", "es", "s"):
-        if word.isascii() and len(word) > len(suffix) + 2 and word.endswith(suffix):
-            return word[: -len(suffix)]
-    return word
 
 
 def _headed_sentences(text: str) -> list[tuple[str, str]]:
